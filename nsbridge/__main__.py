@@ -1,0 +1,3 @@
+from nsbridge.cli.main import main
+
+raise SystemExit(main())

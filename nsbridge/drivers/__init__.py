@@ -1,0 +1,1 @@
+"""Network drivers: bridge (kernel bridge + veths + rules), host and null need no kernel work."""

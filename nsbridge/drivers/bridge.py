@@ -1,0 +1,73 @@
+"""The bridge driver: a Linux bridge per network, a veth per endpoint, and
+the network's iptables rules. Drivers are handed the kernel objects and a
+Plan; they never touch the store."""
+from __future__ import annotations
+
+from nsbridge.engine.plan import Plan
+from nsbridge.kernel.firewall import Firewall, Rule, network_rules
+from nsbridge.kernel.netlink import ALIAS_PREFIX, NsLink
+from nsbridge.model import Endpoint, Network
+
+
+def rules_for(net: Network) -> list[Rule]:
+    assert net.ipam is not None
+    return network_rules(
+        net.bridge, net.ipam.subnet, icc=net.icc, masquerade=net.masquerade, internal=net.internal
+    )
+
+
+def setup_network(plan: Plan, link: NsLink, fw: Firewall, net: Network) -> None:
+    assert net.ipam is not None
+    ipam = net.ipam
+    created = plan.step(
+        "network.bridge",
+        lambda: link.ensure_bridge(net.bridge, ipam.gateway, net.prefixlen(), net.mtu, ALIAS_PREFIX + net.id),
+    )
+    if created:
+        plan.undos.append(("network.bridge", lambda: link.delete_link(net.bridge)))
+    rules = rules_for(net)
+    plan.step("network.firewall", lambda: fw.apply(add=rules), lambda: fw.apply(delete=rules))
+
+
+def teardown_network(link: NsLink, fw: Firewall, net: Network) -> list[str]:
+    """Remove rules then the bridge; already gone is success; report every error."""
+    errors = []
+    try:
+        fw.apply(delete=rules_for(net))
+    except Exception as e:
+        errors.append(f"remove rules of {net.name}: {e}")
+    try:
+        link.delete_link(net.bridge)
+    except Exception as e:
+        errors.append(f"remove bridge {net.bridge}: {e}")
+    return errors
+
+
+def join(
+    plan: Plan,
+    host: NsLink,
+    ctr: NsLink,
+    ctr_fd: int,
+    net: Network,
+    ep: Endpoint,
+    default_route: bool,
+) -> None:
+    """veth created in place (peer already inside, named and with its MAC),
+    host end on the bridge, address and routes inside."""
+    assert net.ipam is not None and ep.ip is not None
+    ip, gw = ep.ip, net.ipam.gateway
+    plan.step(
+        "endpoint.veth",
+        lambda: host.add_veth(ep.host_ifname, ep.ifname, ep.mac, ctr_fd, net.bridge, net.mtu, ALIAS_PREFIX + ep.endpoint_id),
+        lambda: host.delete_link(ep.host_ifname),
+    )
+    plan.step(
+        "endpoint.address",
+        lambda: ctr.configure_inside(ep.ifname, ip, net.prefixlen(), gw if default_route else None),
+    )
+
+
+def leave(ctr: NsLink, ep: Endpoint) -> None:
+    """Deleting the container end deletes the pair."""
+    if ep.ifname:
+        ctr.delete_link(ep.ifname)

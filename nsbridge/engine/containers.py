@@ -1,0 +1,469 @@
+"""Container lifecycle: create, run, start, stop, rm, rename, connect,
+disconnect, exec; Docker's states (created, running, exited)."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from nsbridge import procs
+from nsbridge.engine import validate
+from nsbridge.engine.endpoints import EndpointOps
+from nsbridge.engine.names import random_name
+from nsbridge.engine.plan import Plan
+from nsbridge.errors import Conflict, Forbidden, InvalidArgument, MultiError, NotFound, NsbridgeError
+from nsbridge.model import Container, Endpoint, new_id, now_iso
+
+if TYPE_CHECKING:
+    from nsbridge.engine.core import Engine, Kernel
+
+log = logging.getLogger("nsbridge")
+
+
+@dataclass
+class RunSpec:
+    """`run`/`create` options, as given (validated by the engine)."""
+
+    image: str = ""
+    cmd: list[str] = field(default_factory=list)
+    name: str | None = None
+    networks: list[str] = field(default_factory=list)
+    ip: str | None = None
+    hostname: str | None = None
+    aliases: list[str] = field(default_factory=list)
+    detach: bool = True
+    interactive: bool = False
+    tty: bool = False
+    auto_remove: bool = False
+    env: list[str] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
+    add_hosts: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    publish: list[str] = field(default_factory=list)
+    publish_all: bool = False
+    expose: list[str] = field(default_factory=list)
+    restart: str = "no"
+
+
+class ContainerOps(EndpointOps):
+    # -- lookups ----------------------------------------------------------------
+    def container(self: "Engine", ref: str) -> Container:
+        c = self.store.find_container(ref)
+        if c is None:
+            raise NotFound(f"No such container: {ref}")
+        return c
+
+    def ps(self: "Engine", all: bool = False) -> list[Container]:
+        self.ensure_ready()
+        out = []
+        for c in self.store.containers():
+            if c.running and c.pid and not procs.alive(c.pid, c.pid_start):
+                c.state = "exited"  # noticed here, recorded by the next mutating command
+                c.exit_code = self._exit_code(c)
+            if all or c.running:
+                out.append(c)
+        return out
+
+    # -- create / run -----------------------------------------------------------
+    def _validate_spec(self: "Engine", spec: RunSpec) -> validate.NetworkSpec:
+        if spec.name is not None:
+            validate.container_name(spec.name)
+        mode = validate.network_mode(spec.networks)
+        if spec.ip is not None:
+            from nsbridge.ipam.pools import parse_ip
+
+            parse_ip(spec.ip)
+        if spec.restart not in ("no", "always", "unless-stopped", "on-failure") and not spec.restart.startswith(
+            "on-failure:"
+        ):
+            raise InvalidArgument(f"invalid restart policy {spec.restart}")
+        for h in spec.add_hosts:
+            name, sep, ip = h.partition(":")
+            if not name or not sep:
+                raise InvalidArgument(f"bad format for add-host: {h!r}")
+            if ip != "host-gateway":
+                from nsbridge.ipam.pools import parse_ip
+
+                parse_ip(ip, "IP address in add-host")
+        if spec.cmd:
+            from nsbridge.engine.process import check_command
+
+            check_command(spec.cmd)
+        hook = getattr(self, "_ports_validate", None)
+        if hook is not None:
+            hook(spec)
+        return mode
+
+    def create(self: "Engine", spec: RunSpec) -> Container:
+        mode = self._validate_spec(spec)
+        with self._session():
+            c, eps = self._new_container(spec, mode)
+            with self.store.tx():
+                self.store.put_container(c)
+                for ep in eps:
+                    self.store.put_endpoint(ep)
+            return c
+
+    def run(self: "Engine", spec: RunSpec) -> Container:
+        """Create and start in one operation: on failure nothing is left."""
+        mode = self._validate_spec(spec)
+        with self._session() as k:
+            c, eps = self._new_container(spec, mode)
+            with Plan("run") as plan:
+                self._start(plan, k, c, eps, attach=not spec.detach)
+            return c
+
+    def _new_container(self: "Engine", spec: RunSpec, mode: validate.NetworkSpec) -> tuple[Container, list[Endpoint]]:
+        name = spec.name
+        if name is not None:
+            other = self.store.find_container(name)
+            if other is not None and other.name == name:
+                raise Conflict(
+                    f'Conflict. The container name "/{name}" is already in use by container "{other.id}". '
+                    "You have to remove (or rename) that container to be able to reuse that name."
+                )
+        else:
+            taken = {c.name for c in self.store.containers()}
+            name = random_name(taken)
+        cid = new_id()
+        c = Container(
+            id=cid,
+            name=name,
+            created=now_iso(),
+            image=spec.image,
+            cmd=list(spec.cmd),
+            hostname=spec.hostname or cid[:12],
+            tty=spec.tty,
+            interactive=spec.interactive,
+            auto_remove=spec.auto_remove,
+            env=list(spec.env),
+            dns=list(spec.dns),
+            dns_search=list(spec.dns_search),
+            dns_options=list(spec.dns_options),
+            extra_hosts=list(spec.add_hosts),
+            links=list(spec.links),
+            restart_policy=spec.restart,
+            publish_all=spec.publish_all,
+            exposed=list(spec.expose),
+        )
+        eps: list[Endpoint] = []
+        if mode.mode == "container":
+            other = self.container(mode.container)
+            if not other.running:
+                raise Conflict(f"cannot join network of a non running container: {other.id}")
+            c.network_mode = f"container:{other.id}"
+            if spec.hostname:
+                raise InvalidArgument("conflicting options: hostname and the network mode")
+            c.hostname = other.hostname
+        elif mode.mode in ("host", "none"):
+            c.network_mode = mode.mode
+            if spec.ip:
+                raise InvalidArgument("user specified IP address is supported on user defined networks only")
+            if mode.mode == "none":
+                eps.append(Endpoint(cid, self.network("none").id, 0))
+        else:
+            c.network_mode = "default" if mode.mode == "default" else mode.names[0]
+            for i, ref in enumerate(mode.names):
+                net = self.network(ref)
+                if net.driver == "host":
+                    raise InvalidArgument("container cannot be disconnected from host network or connected to host network")
+                if net.driver == "null":
+                    raise InvalidArgument(
+                        "container cannot be connected to multiple networks with one of the networks in private (none) mode"
+                    )
+                ip = spec.ip if i == 0 else None
+                if ip and net.is_default_bridge:
+                    raise InvalidArgument("user specified IP address is supported on user defined networks only")
+                aliases = list(spec.aliases) if not net.is_default_bridge else []
+                eps.append(Endpoint(cid, net.id, i, ip_requested=ip, aliases=aliases))
+            if spec.links and not all(self.network(r).is_default_bridge for r in mode.names[:1]):
+                raise InvalidArgument("links are only supported for containers on the default bridge network")
+        hook = getattr(self, "_ports_prepare", None)
+        if hook is not None:
+            hook(spec, c)
+        return c, eps
+
+    # -- start / stop -------------------------------------------------------------
+    def _start(self: "Engine", plan: Plan, k: "Kernel", c: Container, eps: list[Endpoint], attach: bool) -> None:
+        """Bring the container up and record it running (one transaction).
+        With attach, the caller waits for the command (`wait`)."""
+        from nsbridge.engine import process
+
+        live = self._bring_up(plan, k, c, eps)
+        plan.step("container.files", lambda: self._write_files(c, live))
+        hook = getattr(self, "_ports_setup", None)
+        if hook is not None:
+            hook(plan, k, c, live)
+        c.state = "running"
+        c.started_at = now_iso()
+        c.exit_code = 0
+        d = self.host.container_dir(c.id)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(d, "exitcode"))
+        cmd = self._command(c)
+        self._attached = None
+        if cmd:
+            entry = self._entry(c)
+            if attach:
+                p = plan.step("container.process", lambda: process.spawn_attached(entry, c, cmd))
+            else:
+                p = plan.step(
+                    "container.process",
+                    lambda: process.spawn_detached(entry, c, cmd, os.path.join(d, "log"), os.path.join(d, "exitcode")),
+                )
+            plan.undos.append(("container.process", lambda: (p.kill(), p.wait())))
+            c.pid = p.pid
+            c.pid_start = procs.start_time(p.pid)
+            self._attached = p if attach else None
+        else:
+            c.pid, c.pid_start = 0, 0
+        live_keys = {(e.container_id, e.network_id) for e in live}
+
+        def record() -> None:
+            with self.store.tx():
+                self.store.put_container(c)
+                for ep in eps:
+                    if (ep.container_id, ep.network_id) not in live_keys:
+                        ep.ip = None
+                    self.store.put_endpoint(ep)
+
+        plan.step("container.record", record)
+        plan.undos.clear()  # recorded: from here on it exists
+
+    def _command(self: "Engine", c: Container) -> list[str]:
+        hook = getattr(self, "_standin_command", None)
+        if hook is not None and not c.cmd:
+            return hook(c)
+        return c.cmd
+
+    def wait(self: "Engine", c: Container) -> int:
+        """For an attached `run`: wait for the command, then record its exit."""
+        from nsbridge.engine import process
+
+        p = getattr(self, "_attached", None)
+        code = process.wait_foreground(p) if p is not None else 0
+        self._on_exit(c.id, code)
+        return code
+
+    def _on_exit(self: "Engine", cid: str, code: int) -> None:
+        with self._session() as k:
+            c = self.store.find_container(cid)
+            if c is None:
+                return
+            if c.running:
+                self._release(k, c, code)
+            if c.auto_remove:
+                self._delete(k, c)
+
+    def start(self: "Engine", ref: str) -> Container:
+        with self._session() as k:
+            c = self.container(ref)
+            if c.running:
+                return c
+            if c.network_mode.startswith("container:"):
+                other = self.store.find_container(c.network_mode.split(":", 1)[1])
+                if other is None or not other.running:
+                    raise Conflict(f"cannot join network of a non running container: {c.network_mode[10:]}")
+            eps = self.store.endpoints_of(c.id)
+            for ep in eps:
+                self.store.network(ep.network_id)  # NotFound if it was removed
+            with Plan("start") as plan:
+                self._start(plan, k, c, eps, attach=False)
+            return c
+
+    def stop(self: "Engine", ref: str, timeout: float = 10) -> Container:
+        with self._session() as k:
+            c = self.container(ref)
+            if c.running:
+                if c.pid:
+                    procs.terminate(c.pid, c.pid_start, timeout)
+                self._release(k, c, self._exit_code(c, default=137 if c.pid else 0))
+                if c.auto_remove:
+                    self._delete(k, c)
+            return c
+
+    def restart(self: "Engine", ref: str, timeout: float = 10) -> Container:
+        self.stop(ref, timeout)
+        return self.start(ref)
+
+    def _exit_code(self: "Engine", c: Container, default: int = 0) -> int:
+        try:
+            with open(os.path.join(self.host.container_dir(c.id), "exitcode")) as f:
+                return int(f.read().strip() or default)
+        except (OSError, ValueError):
+            return default
+
+    def _release(self: "Engine", k: "Kernel", c: Container, code: int) -> None:
+        """Running -> exited: processes gone, endpoints released (no address,
+        no DNS answer); name, ID, config and files stay."""
+        self._release_kernel(k, c)
+        # containers sharing this one's netns lose their network too
+        for other in self.store.containers():
+            if other.running and other.network_mode == f"container:{c.id}":
+                if other.pid:
+                    procs.terminate(other.pid, other.pid_start, 0)
+                self._mark_exited(other, 137)
+        self._mark_exited(c, code)
+
+    def _mark_exited(self: "Engine", c: Container, code: int) -> None:
+        c.state = "exited"
+        c.exit_code = code
+        c.finished_at = now_iso()
+        c.pid, c.pid_start = 0, 0
+        c.netns = ""
+        with self.store.tx():
+            self.store.put_container(c)
+            for ep in self.store.endpoints_of(c.id):
+                ep.ip, ep.endpoint_id, ep.ifname, ep.host_ifname = None, "", "", ""
+                self.store.put_endpoint(ep)
+
+    def _reap(self: "Engine", k: "Kernel") -> None:
+        """Record containers whose command exited (or whose netns vanished,
+        after a reboot) as exited, releasing their endpoints."""
+        from nsbridge.kernel import ns
+
+        for c in self.store.containers():
+            if not c.running:
+                continue
+            dead = bool(c.pid) and not procs.alive(c.pid, c.pid_start)
+            gone = bool(c.netns) and not ns.netns_exists(c.netns)
+            if dead or gone:
+                self._release(k, c, self._exit_code(c, default=0 if dead else 137))
+                if c.auto_remove:
+                    self._delete(k, c)
+
+    # -- remove / rename ------------------------------------------------------------
+    def rm(self: "Engine", refs: list[str], force: bool = False) -> list[str]:
+        removed: list[str] = []
+        errors: list[NsbridgeError] = []
+        with self._session() as k:
+            for ref in refs:
+                try:
+                    c = self.container(ref)
+                    if c.running and not force:
+                        raise Forbidden(
+                            f"You cannot remove a running container {c.id}. "
+                            "Stop the container before attempting removal or force remove"
+                        )
+                    if c.running:
+                        if c.pid:
+                            procs.terminate(c.pid, c.pid_start, 0)
+                        self._release(k, c, 137)
+                    self._delete(k, c)
+                    removed.append(ref)
+                except NsbridgeError as e:
+                    errors.append(e)
+        if errors:
+            raise MultiError(errors) if len(errors) > 1 or removed else errors[0]
+        return removed
+
+    def _delete(self: "Engine", k: "Kernel", c: Container) -> None:
+        with self.store.tx():
+            self.store.delete_container(c.id)
+        shutil.rmtree(self.host.container_dir(c.id), ignore_errors=True)
+
+    def rename(self: "Engine", ref: str, new: str) -> None:
+        validate.container_name(new)
+        with self._session():
+            c = self.container(ref)
+            other = self.store.find_container(new)
+            if other is not None and other.name == new:
+                raise Conflict(
+                    f'Error when allocating new name: Conflict. The container name "/{new}" is already in use '
+                    f'by container "{other.id}". You have to remove (or rename) that container to be able to reuse that name.'
+                )
+            if c.netns:
+                from nsbridge.kernel import ns
+
+                newns = self.host.ctr_netns_name(new)
+                ns.rename_netns(c.netns, newns)
+                c.netns = newns
+            c.name = new
+            with self.store.tx():
+                self.store.put_container(c)
+
+    # -- connect / disconnect ----------------------------------------------------------
+    def connect(self: "Engine", net_ref: str, ctr_ref: str, ip: str | None = None, aliases: list[str] | None = None) -> None:
+        if ip is not None:
+            from nsbridge.ipam.pools import parse_ip
+
+            parse_ip(ip)
+        with self._session() as k:
+            net = self.network(net_ref)
+            c = self.container(ctr_ref)
+            if net.driver == "host" or c.network_mode == "host":
+                raise Forbidden("container cannot be disconnected from host network or connected to host network")
+            if net.driver == "null" or c.network_mode == "none":
+                raise Forbidden(
+                    "container cannot be connected to multiple networks with one of the networks in private (none) mode"
+                )
+            if c.network_mode.startswith("container:"):
+                raise Forbidden("container sharing network namespace with another container cannot be connected to a network")
+            eps = self.store.endpoints_of(c.id)
+            if any(e.network_id == net.id for e in eps):
+                raise Conflict(f"endpoint with name {c.name} already exists in network {net.name}")
+            if ip and net.is_default_bridge:
+                raise InvalidArgument("user specified IP address is supported on user defined networks only")
+            pos = max((e.position for e in eps), default=-1) + 1
+            ep = Endpoint(c.id, net.id, pos, ip_requested=ip, aliases=list(aliases or []) if not net.is_default_bridge else [])
+            if c.running:
+                with Plan("connect") as plan:
+                    self._attach_one(plan, k, c, ep, net)
+                    live = [e for e in eps if e.ip] + [ep]
+                    plan.step("container.files", lambda: self._write_files(c, live))
+                    plan.step("endpoint.record", lambda: self._put_endpoint(ep))
+            else:
+                if ip:
+                    from nsbridge.ipam import allocator
+
+                    assert net.ipam is not None
+                    allocator.check_requested(net.ipam.subnet, net.ipam.gateway, ip, self.store.taken_ips(net.id))
+                self._put_endpoint(ep)
+
+    def _put_endpoint(self: "Engine", ep: Endpoint) -> None:
+        with self.store.tx():
+            self.store.put_endpoint(ep)
+
+    def disconnect(self: "Engine", net_ref: str, ctr_ref: str, force: bool = False) -> None:
+        with self._session() as k:
+            net = self.network(net_ref)
+            c = self.store.find_container(ctr_ref)
+            if c is None:
+                raise NotFound(f"No such container: {ctr_ref}")
+            if net.driver == "host" or c.network_mode == "host":
+                raise Forbidden("container cannot be disconnected from host network or connected to host network")
+            ep = next((e for e in self.store.endpoints_of(c.id) if e.network_id == net.id), None)
+            if ep is None:
+                raise Conflict(f"container {c.id} is not connected to network {net.name}")
+            if c.running and ep.ip and c.netns:
+                self._detach_one(k, c, ep)
+                hook = getattr(self, "_ports_teardown_endpoint", None)
+                if hook is not None:
+                    hook(k, c, ep)
+            with self.store.tx():
+                self.store.delete_endpoint(c.id, net.id)
+            if c.running:
+                self._write_files(c, [e for e in self.store.endpoints_of(c.id) if e.ip])
+
+    # -- exec ------------------------------------------------------------------------------
+    def exec_entry(self: "Engine", ref: str):
+        """(container, how to enter it) for `exec`; refuses stopped containers."""
+        self.ensure_ready()
+        c = self.container(ref)
+        if not c.running or (c.pid and not procs.alive(c.pid, c.pid_start)):
+            raise Conflict(f"Container {c.id} is not running")
+        return c, self._entry(c)
+
+    def exec(self: "Engine", ref: str, cmd: list[str], env: list[str] | None = None, timeout: float | None = 30,
+             input: bytes | None = None) -> subprocess.CompletedProcess:
+        """Run CMD in the container and wait: the library's `exec`."""
+        from nsbridge.engine import process
+
+        c, entry = self.exec_entry(ref)
+        return process.run_inside(entry, c, cmd, env, input=input, timeout=timeout)

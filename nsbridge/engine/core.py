@@ -1,0 +1,214 @@
+"""The Engine: one object per host (machine or sandbox) and state root.
+
+Every mutating operation runs inside `_session()`: the host lock, the thread
+in the host namespace, a netlink socket and the firewall, the host's own
+objects checked (and restored after a reboot), dead containers reaped.
+Read-only calls (ls, ps, inspect) open the store only: no pyroute2 import.
+"""
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from nsbridge.engine.containers import ContainerOps
+from nsbridge.engine.host import Host
+from nsbridge.engine.lock import HostLock
+from nsbridge.engine.networks import NetworkOps
+from nsbridge.errors import NotFound
+from nsbridge.model import IpamConfig, Network, new_id, now_iso
+from nsbridge.state.store import Store
+
+log = logging.getLogger("nsbridge")
+
+
+@dataclass
+class Kernel:
+    """What an operation uses to change the host: built inside the host netns."""
+
+    link: "NsLink"  # noqa: F821 (imported lazily: pyroute2 is slow to import)
+    fw: "Firewall"  # noqa: F821
+
+
+class Engine(NetworkOps, ContainerOps):
+    def __init__(self, root: str | None = None, host_netns: str | None = None) -> None:
+        self.host = Host.from_env(root, host_netns)
+        self.host.prepare_root()
+        self.store = Store(self.host.db)
+        self.lock = HostLock(self.host.lock)
+        self._k: Kernel | None = None
+        self._depth = 0
+        self._pending_resolver: dict = {}
+        self._attached = None
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- sessions --------------------------------------------------------------
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[Kernel]:
+        if self._depth:
+            self._depth += 1
+            try:
+                assert self._k is not None
+                yield self._k
+            finally:
+                self._depth -= 1
+            return
+        with self.lock:
+            self._ensure_sandbox()
+            with self.host.entered():
+                from nsbridge.kernel.firewall import Firewall
+                from nsbridge.kernel.netlink import NsLink
+
+                self._k = Kernel(NsLink(), Firewall())
+                self._depth = 1
+                try:
+                    self._ensure_host(self._k)
+                    self._reap(self._k)
+                    yield self._k
+                finally:
+                    self._depth = 0
+                    self._k.link.close()
+                    self._k = None
+
+    def ensure_ready(self) -> None:
+        """First use of a state root: record the predefined networks (read-only
+        commands call this so that `network ls` shows them from the start)."""
+        if self.store.get_meta("initialized") != "1":
+            with self._session():
+                pass
+
+    def _ensure_sandbox(self) -> None:
+        """Create the sandbox host namespace if it is missing: loopback up,
+        forwarding on, bridge netfilter on (for icc and isolation)."""
+        if self.host.netns is None:
+            from nsbridge.kernel import sysctl
+
+            sysctl.try_write("net.ipv4.ip_forward", 1)
+            self._bridge_nf()
+            return
+        if self.host.exists():
+            return
+        from nsbridge.kernel import ns, netlink, sysctl
+
+        with ns.returning():
+            link, fd = netlink.open_in_new_netns(self.host.netns)
+            os.close(fd)
+            sysctl.write("net.ipv4.ip_forward", 1)
+            self._bridge_nf()
+            link.close()
+
+    @staticmethod
+    def _bridge_nf() -> None:
+        from nsbridge.kernel import sysctl
+
+        if sysctl.read("net.bridge.bridge-nf-call-iptables") is None:
+            import subprocess
+
+            subprocess.run(["modprobe", "br_netfilter"], capture_output=True)
+        sysctl.try_write("net.bridge.bridge-nf-call-iptables", 1)
+
+    def _ensure_host(self, k: Kernel) -> None:
+        """Predefined networks in the store, and the host's own kernel objects
+        (chains, bridges, resolvers) present; restores them after a reboot."""
+        if self.store.get_meta("initialized") != "1":
+            self._init_predefined(k)
+        nets = [n for n in self.store.networks() if n.driver == "bridge"]
+        present = {li.name for li in k.link.links()}
+        missing = [n for n in nets if n.bridge not in present]
+        if missing:
+            k.fw.ensure_base()
+            for n in missing:
+                log.info("restoring network %s (bridge %s missing)", n.name, n.bridge)
+                self._restore_network(k, n)
+        self._ensure_resolvers(k)
+
+    def _init_predefined(self, k: Kernel) -> None:
+        from nsbridge.ipam.pools import pick_pool
+
+        links = {li.name: li for li in k.link.links()}
+        taken = self._host_routes(k)
+        bridge_name, subnet = "docker0", ipaddress.IPv4Network("172.17.0.0/16")
+        other = links.get("docker0")
+        if other is not None and not other.alias.startswith("nsbridge:"):
+            # Docker itself runs here: never touch its docker0 or its pool.
+            bridge_name = next(f"nsbr{i}" for i in range(100) if f"nsbr{i}" not in links)
+        if any(subnet.overlaps(t) for t in taken):
+            subnet = pick_pool(taken)
+        gw = str(next(subnet.hosts()))
+        created = now_iso()
+        bridge = Network(
+            id=new_id(),
+            name="bridge",
+            driver="bridge",
+            created=created,
+            ipam=IpamConfig(subnet=str(subnet), gateway=gw),
+            options={
+                "com.docker.network.bridge.default_bridge": "true",
+                "com.docker.network.bridge.enable_icc": "true",
+                "com.docker.network.bridge.enable_ip_masquerade": "true",
+                "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
+                "com.docker.network.bridge.name": bridge_name,
+                "com.docker.network.driver.mtu": "1500",
+            },
+            bridge=bridge_name,
+            predefined=True,
+        )
+        host = Network(id=new_id(), name="host", driver="host", created=created, predefined=True)
+        none = Network(id=new_id(), name="none", driver="null", created=created, predefined=True)
+        k.fw.ensure_base()
+        self._restore_network(k, bridge)
+        with self.store.tx():
+            for n in (bridge, host, none):
+                self.store.put_network(n)
+            self.store.set_meta("initialized", "1")
+
+    def _host_routes(self, k: Kernel) -> list[ipaddress.IPv4Network]:
+        out = []
+        for dst in k.link.ipv4_routes():
+            net = ipaddress.IPv4Network(dst, strict=False)
+            if net.prefixlen > 0:
+                out.append(net)
+        for _, addr, plen in k.link.ipv4_addrs():
+            if not addr.startswith("127."):
+                out.append(ipaddress.IPv4Network(f"{addr}/{plen}", strict=False))
+        return out
+
+    # -- lookups -----------------------------------------------------------------
+    def network(self, ref: str) -> Network:
+        n = self.store.find_network(ref)
+        if n is None:
+            raise NotFound(f"network {ref} not found")
+        return n
+
+    def system_info(self) -> dict:
+        self.ensure_ready()
+        nets = self.store.networks()
+        bridge = next(n for n in nets if n.name == "bridge")
+        cs = self.store.containers()
+        resolvers = self.store.resolvers()
+        byid = {n.id: n for n in nets}
+        return {
+            "Root": self.host.root,
+            "HostNamespace": self.host.netns or "(the machine's own)",
+            "DefaultBridge": {"Name": bridge.bridge, "Subnet": bridge.ipam.subnet if bridge.ipam else ""},
+            "Containers": len(cs),
+            "ContainersRunning": sum(1 for c in cs if c.running),
+            "ContainersStopped": sum(1 for c in cs if not c.running),
+            "Networks": len(nets),
+            "Resolvers": {
+                byid[nid].name if nid in byid else nid: {"Pid": pid, "Address": addr, "Log": logf}
+                for nid, (pid, _s, addr, logf) in resolvers.items()
+            },
+            "UpstreamResolvConf": self.host.upstream_resolv,
+        }

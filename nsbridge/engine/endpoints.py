@@ -1,0 +1,220 @@
+"""Attaching a running container to its networks, and releasing it.
+
+Bringing a container up: its netns (unless it shares one), an address per
+network (its --ip, else its previous one if free, else the lowest free),
+veth pairs made in place, its /etc files, its port rules. Releasing: the
+netns removed (the kernel destroys the veths), addresses freed, rules gone.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from typing import TYPE_CHECKING
+
+from nsbridge.engine import files
+from nsbridge.engine.plan import Plan
+from nsbridge.errors import Conflict, NotFound
+from nsbridge.ipam import allocator
+from nsbridge.model import Container, Endpoint, Network, mac_for
+
+if TYPE_CHECKING:
+    from nsbridge.engine.core import Engine, Kernel
+
+
+def new_endpoint_id() -> str:
+    return secrets.token_hex(32)
+
+
+class EndpointOps:
+    def _netns_path(self: "Engine", c: Container) -> str | None:
+        """The netns a container's processes join (host mode: the host's)."""
+        from nsbridge.kernel import ns
+
+        if c.network_mode == "host":
+            return self.host.netns_path
+        if c.network_mode.startswith("container:"):
+            other = self.store.container(c.network_mode.split(":", 1)[1])
+            return self._netns_path(other)
+        return ns.netns_path(c.netns) if c.netns else None
+
+    def _assign_ip(self: "Engine", net: Network, ep: Endpoint, fresh: set[str]) -> str:
+        assert net.ipam is not None
+        taken = self.store.taken_ips(net.id) | fresh
+        if ep.ip_requested:
+            return allocator.check_requested(net.ipam.subnet, net.ipam.gateway, ep.ip_requested, taken)
+        rng = allocator.usable(net.ipam.subnet, net.ipam.ip_range)
+        if ep.last_ip and ep.last_ip not in taken and ep.last_ip != net.ipam.gateway:
+            import ipaddress
+
+            if ipaddress.IPv4Address(ep.last_ip) in rng:
+                return ep.last_ip
+        return allocator.allocate(net.ipam.subnet, net.ipam.gateway, net.ipam.ip_range, taken, f"{net.name} ({net.id})")
+
+    def _bring_up(self: "Engine", plan: Plan, k: "Kernel", c: Container, eps: list[Endpoint]) -> list[Endpoint]:
+        """Create the container's netns and endpoints; returns the live endpoints."""
+        from nsbridge.drivers import bridge as drv
+        from nsbridge.kernel import netlink, ns
+
+        if c.network_mode == "host" or c.network_mode.startswith("container:"):
+            return []
+        c.netns = self.host.ctr_netns_name(c.name)
+        if ns.netns_exists(c.netns):
+            # a leftover of ours (crash) or someone else's: never reuse blindly
+            raise Conflict(f"network namespace {c.netns} already exists: run `nsbridge system reconcile`")
+        with ns.returning():
+            ctr, fd = plan.step(
+                "container.netns",
+                lambda: netlink.open_in_new_netns(c.netns),
+                lambda: ns.remove_netns(c.netns),
+            )
+        live: list[Endpoint] = []
+        try:
+            fresh: set[str] = set()
+            first_gw = True
+            for i, ep in enumerate(eps):
+                net = self.store.network(ep.network_id)
+                if net.driver != "bridge":
+                    continue
+                ip = self._assign_ip(net, ep, fresh)
+                fresh.add(ip)
+                ep.ip = ip
+                ep.last_ip = ip
+                ep.mac = mac_for(ip)
+                ep.endpoint_id = new_endpoint_id()
+                ep.ifname = f"eth{len(live)}"
+                ep.host_ifname = "veth" + ep.endpoint_id[:7]
+                default_route = first_gw and not net.internal
+                if default_route:
+                    first_gw = False
+                drv.join(plan, k.link, ctr, fd, net, ep, default_route)
+                live.append(ep)
+        finally:
+            ctr.close()
+            os.close(fd)
+        return live
+
+    def _attach_one(self: "Engine", plan: Plan, k: "Kernel", c: Container, ep: Endpoint, net: Network) -> None:
+        """`network connect` of a running container: one more veth, eth<N>."""
+        from nsbridge.drivers import bridge as drv
+        from nsbridge.kernel import netlink, ns
+
+        live = [e for e in self.store.endpoints_of(c.id) if e.ip]
+        used = {e.ifname for e in live}
+        ep.ip = self._assign_ip(net, ep, set())
+        ep.last_ip = ep.ip
+        ep.mac = mac_for(ep.ip)
+        ep.endpoint_id = new_endpoint_id()
+        ep.ifname = next(f"eth{i}" for i in range(len(used) + 1) if f"eth{i}" not in used)
+        ep.host_ifname = "veth" + ep.endpoint_id[:7]
+        path = ns.netns_path(c.netns)
+        ctr, fd = netlink.open_in_netns(path)
+        try:
+            has_default = any(not self.store.network(e.network_id).internal for e in live)
+            drv.join(plan, k.link, ctr, fd, net, ep, default_route=not has_default and not net.internal)
+        finally:
+            ctr.close()
+            os.close(fd)
+
+    def _detach_one(self: "Engine", k: "Kernel", c: Container, ep: Endpoint) -> None:
+        from nsbridge.drivers import bridge as drv
+        from nsbridge.kernel import netlink, ns
+
+        ctr, fd = netlink.open_in_netns(ns.netns_path(c.netns))
+        try:
+            drv.leave(ctr, ep)
+            # the default route went with it: take the next network's gateway
+            rest = [e for e in self.store.endpoints_of(c.id) if e.ip and e.network_id != ep.network_id]
+            for other in rest:
+                net = self.store.network(other.network_id)
+                if not net.internal and net.ipam is not None:
+                    with contextlib.suppress(Exception):
+                        ctr.set_default_route(net.ipam.gateway, other.ifname)
+                    break
+        finally:
+            ctr.close()
+            os.close(fd)
+
+    def _release_kernel(self: "Engine", k: "Kernel", c: Container) -> None:
+        """Kill what still runs in the netns, remove it (the kernel destroys
+        its veths), drop port rules. Already gone is success."""
+        import signal
+
+        from nsbridge.kernel import ns
+
+        if c.netns:
+            path = ns.netns_path(c.netns)
+            for pid in ns.pids_in_netns(path):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            ns.remove_netns(c.netns)
+        self._remove_port_rules(k, c)
+
+    # -- files ----------------------------------------------------------------------
+    def _write_files(self: "Engine", c: Container, live: list[Endpoint]) -> None:
+        d = self.host.container_dir(c.id)
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        nets = {e.network_id: self.store.network(e.network_id) for e in live}
+        extra: list[files.HostsEntry] = []
+        primary = live[0] if live else None
+        gw = nets[primary.network_id].ipam.gateway if primary else None  # type: ignore[union-attr]
+        for h in c.extra_hosts:
+            name, _, ip = h.partition(":")
+            if ip == "host-gateway":
+                if gw is None:
+                    continue
+                ip = gw
+            extra.append(files.HostsEntry(ip, [name]))
+        for link in c.links:
+            name, _, alias = link.partition(":")
+            other = self.store.find_container(name)
+            if other is None:
+                continue
+            oeps = [e for e in self.store.endpoints_of(other.id) if e.ip]
+            if oeps:
+                names = ([alias] if alias and alias != other.name else []) + [other.hostname, other.name]
+                extra.append(files.HostsEntry(oeps[0].ip or "", names))
+        dns_net = next((nets[e.network_id] for e in live if nets[e.network_id].has_dns), None)
+        if primary is not None and dns_net is None and gw and not any(
+            "host.docker.internal" in e.names for e in extra
+        ):
+            # Docker on Linux lacks it without --add-host; the tutorials expect it.
+            extra.append(files.HostsEntry(gw, ["host.docker.internal"]))
+        own = files.HostsEntry(primary.ip or "", [c.hostname]) if primary else None
+        if c.network_mode in ("host",):
+            with open("/etc/hosts") as f:
+                hosts = f.read()
+        else:
+            hosts = files.hosts_file(extra, own)
+        try:
+            with open(self.host.upstream_resolv) as f:
+                upstream = files.parse_resolv_conf(f.read())
+        except OSError:
+            upstream = files.Upstream()
+        embedded = dns_net.ipam.gateway if dns_net and dns_net.ipam else None
+        resolv = files.resolv_conf(embedded, upstream, c.dns, c.dns_search, c.dns_options)
+        for fname, text in (("hosts", hosts), ("resolv.conf", resolv), ("hostname", c.hostname + "\n")):
+            with open(os.path.join(d, fname), "w") as f:
+                f.write(text)
+
+    def _entry(self: "Engine", c: Container):
+        from nsbridge.engine.process import Entry
+
+        d = self.host.container_dir(c.id)
+        if c.network_mode == "host":
+            return Entry(self.host.netns_path, None, {})
+        if c.network_mode.startswith("container:"):
+            other = self.store.container(c.network_mode.split(":", 1)[1])
+            od = self.host.container_dir(other.id)
+            binds = {f"/etc/{n}": os.path.join(od, n) for n in ("hosts", "resolv.conf", "hostname")}
+            return Entry(self._netns_path(c), other.hostname, binds)
+        binds = {f"/etc/{n}": os.path.join(d, n) for n in ("hosts", "resolv.conf", "hostname")}
+        if not c.netns:
+            raise NotFound(f"container {c.name} has no network namespace")
+        return Entry(self._netns_path(c), c.hostname, binds)
+
+    def _remove_port_rules(self: "Engine", k: "Kernel", c: Container) -> None:
+        """Filled in by the ports feature; no published ports, nothing to do."""
+        hook = getattr(self, "_ports_teardown", None)
+        if hook is not None:
+            hook(k, c)

@@ -1,0 +1,93 @@
+"""The host: the network namespace that owns bridges, rules and resolvers,
+and the state root on disk. Normally the machine's own namespace; with
+--host-netns a sandbox namespace that is created on first use."""
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from nsbridge.errors import InvalidArgument
+
+DEFAULT_ROOT = "/var/lib/nsbridge"
+
+
+@dataclass
+class Host:
+    root: str
+    netns: str | None  # sandbox host namespace name; None: the machine's own
+
+    @classmethod
+    def from_env(cls, root: str | None = None, host_netns: str | None = None) -> "Host":
+        root = root or os.environ.get("NSBRIDGE_ROOT") or DEFAULT_ROOT
+        host_netns = host_netns or os.environ.get("NSBRIDGE_HOST_NETNS") or None
+        if host_netns is not None and (not host_netns or "/" in host_netns or len(host_netns) > 40):
+            raise InvalidArgument(f"invalid host namespace name: {host_netns!r}")
+        return cls(os.path.abspath(root), host_netns)
+
+    # -- paths ---------------------------------------------------------------
+    @property
+    def db(self) -> str:
+        return os.path.join(self.root, "state.db")
+
+    @property
+    def lock(self) -> str:
+        return os.path.join(self.root, "lock")
+
+    @property
+    def log(self) -> str:
+        return os.path.join(self.root, "nsbridge.log")
+
+    @property
+    def dns_dir(self) -> str:
+        return os.path.join(self.root, "dns")
+
+    def container_dir(self, cid: str) -> str:
+        return os.path.join(self.root, "containers", cid)
+
+    @property
+    def upstream_resolv(self) -> str:
+        """The host's resolv.conf: a sandbox gets its own, empty unless a test
+        points it at a stub resolver; it never inherits the machine's."""
+        if self.netns:
+            return os.path.join(self.root, "host-resolv.conf")
+        if os.path.exists("/run/systemd/resolve/resolv.conf"):
+            # systemd-resolved's 127.0.0.53 is unreachable from containers (as Docker does).
+            return "/run/systemd/resolve/resolv.conf"
+        return "/etc/resolv.conf"
+
+    @property
+    def netns_path(self) -> str | None:
+        return f"/run/netns/{self.netns}" if self.netns else None
+
+    def ctr_netns_name(self, name: str) -> str:
+        """Named after the container so `ip netns exec NAME` works; prefixed
+        with the sandbox name inside a sandbox so sandboxes never collide."""
+        return f"{self.netns}-{name}" if self.netns else name
+
+    def prepare_root(self) -> None:
+        """Root-only state root (0700), created on first use, checked after."""
+        os.makedirs(self.root, mode=0o700, exist_ok=True)
+        st = os.stat(self.root)
+        if st.st_mode & 0o077:
+            os.chmod(self.root, 0o700)
+        for d in (os.path.join(self.root, "containers"), self.dns_dir):
+            os.makedirs(d, mode=0o700, exist_ok=True)
+        if self.netns and not os.path.exists(self.upstream_resolv):
+            with open(self.upstream_resolv, "w") as f:
+                f.write("# upstream nameservers of sandbox host %s (none: no route out)\n" % self.netns)
+
+    # -- namespace -------------------------------------------------------------
+    def exists(self) -> bool:
+        from nsbridge.kernel import ns
+
+        return self.netns is None or ns.netns_exists(self.netns)
+
+    @contextlib.contextmanager
+    def entered(self) -> Iterator[None]:
+        """The calling thread inside the host namespace for the block."""
+        from nsbridge.kernel import ns
+
+        with ns.in_netns(self.netns_path):
+            yield

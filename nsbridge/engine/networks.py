@@ -1,0 +1,208 @@
+"""Network operations: create, remove, prune, and restore after a reboot."""
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import TYPE_CHECKING
+
+from nsbridge.engine import validate
+from nsbridge.engine.plan import Plan
+from nsbridge.errors import Conflict, Forbidden, InvalidArgument, MultiError, NotFound, NsbridgeError
+from nsbridge.model import OPT_BRIDGE_NAME, PREDEFINED, IpamConfig, Network, new_id, now_iso
+
+if TYPE_CHECKING:
+    from nsbridge.engine.core import Engine, Kernel
+
+log = logging.getLogger("nsbridge")
+
+
+class NetworkOps:
+    def network_create(
+        self: "Engine",
+        name: str,
+        driver: str = "bridge",
+        subnet: str | None = None,
+        gateway: str | None = None,
+        ip_range: str | None = None,
+        internal: bool = False,
+        attachable: bool = False,
+        labels: dict[str, str] | None = None,
+        options: dict[str, str] | None = None,
+    ) -> Network:
+        # 1. validate everything before touching anything
+        if driver in ("host", "null"):
+            raise Forbidden(f'only one instance of "{driver}" network is allowed')
+        if driver != "bridge":
+            raise NotFound(f'plugin "{driver}" not found')
+        validate.network_name(name)
+        opts = validate.network_options(dict(options or {}))
+        req = validate.ipam_request(subnet, gateway, ip_range)
+        with self._session() as k:
+            # 2. under the lock: conflicts with what exists
+            if self.store.find_network(name) is not None and self.store.find_network(name).name == name:
+                raise Conflict(f"network with name {name} already exists")
+            nets = self.store.networks()
+            used = [ipaddress.IPv4Network(n.ipam.subnet) for n in nets if n.ipam]
+            if req.subnet is not None:
+                if any(req.subnet.overlaps(u) for u in used):
+                    raise Conflict("Pool overlaps with other one on this address space")
+                sub = req.subnet
+            else:
+                from nsbridge.ipam.pools import pick_pool
+
+                sub = pick_pool(used + self._host_routes(k))
+            net_id = new_id()
+            bridge = opts.get(OPT_BRIDGE_NAME) or f"br-{net_id[:12]}"
+            if bridge in {n.bridge for n in nets} or k.link.index(bridge) is not None:
+                raise Conflict(f"bridge name {bridge} is already in use by another interface")
+            gw = req.gateway or str(next(sub.hosts()))
+            net = Network(
+                id=net_id,
+                name=name,
+                driver="bridge",
+                created=now_iso(),
+                ipam=IpamConfig(
+                    subnet=str(sub),
+                    gateway=gw,
+                    ip_range=str(req.ip_range) if req.ip_range else None,
+                    gateway_given=req.gateway is not None,
+                ),
+                internal=internal,
+                attachable=attachable,
+                options=opts,
+                labels=dict(labels or {}),
+                bridge=bridge,
+            )
+            # 3. plan and apply with undo; 4. record in one transaction
+            with Plan("network create") as plan:
+                self._setup_network(plan, k, net)
+                plan.step("network.record", lambda: self._record_network(net))
+            return net
+
+    def _setup_network(self: "Engine", plan: Plan, k: "Kernel", net: Network) -> None:
+        from nsbridge.drivers import bridge as drv
+
+        k.fw.ensure_base()
+        drv.setup_network(plan, k.link, k.fw, net)
+        if net.has_dns:
+            self._start_resolver(plan, net)
+
+    def _record_network(self: "Engine", net: Network) -> None:
+        with self.store.tx():
+            self.store.put_network(net)
+            info = getattr(self, "_pending_resolver", {}).pop(net.id, None)
+            if info is not None:
+                self.store.put_resolver(net.id, info.pid, info.pid_start, info.address, info.log)
+
+    def _restore_network(self: "Engine", k: "Kernel", net: Network) -> None:
+        plan = Plan("network restore")
+        from nsbridge.drivers import bridge as drv
+
+        drv.setup_network(plan, k.link, k.fw, net)
+
+    def network_rm(self: "Engine", refs: list[str]) -> list[str]:
+        """Remove several networks; report every failure, remove the rest."""
+        removed: list[str] = []
+        errors: list[NsbridgeError] = []
+        with self._session() as k:
+            for ref in refs:
+                try:
+                    net = self.network(ref)
+                    self._network_rm_one(k, net)
+                    removed.append(ref)
+                except NsbridgeError as e:
+                    errors.append(e)
+        if errors:
+            raise MultiError(errors) if len(errors) > 1 or removed else errors[0]
+        return removed
+
+    def _network_rm_one(self: "Engine", k: "Kernel", net: Network) -> None:
+        from nsbridge.drivers import bridge as drv
+
+        if net.predefined:
+            raise Forbidden(f"{net.name} is a pre-defined network and cannot be removed")
+        eps = self.store.endpoints_on(net.id)
+        if any(e.ip for e in eps):
+            raise Conflict(
+                f"error while removing network: network {net.name} id {net.id} has active endpoints"
+            )
+        self._stop_resolver(net.id)
+        errors = drv.teardown_network(k.link, k.fw, net)
+        with self.store.tx():
+            for e in eps:  # attachments of stopped containers go with the network
+                self.store.delete_endpoint(e.container_id, e.network_id)
+            self.store.delete_network(net.id)
+        if errors:
+            log.warning("network rm %s: %s", net.name, "; ".join(errors))
+
+    def network_prune(self: "Engine") -> list[str]:
+        removed = []
+        with self._session() as k:
+            for net in self.store.networks():
+                if net.predefined or net.name in PREDEFINED:
+                    continue
+                if self.store.endpoints_on(net.id):
+                    continue
+                self._network_rm_one(k, net)
+                removed.append(net.name)
+        return removed
+
+    def network_ls(self: "Engine") -> list[Network]:
+        self.ensure_ready()
+        return self.store.networks()
+
+    # -- resolvers ----------------------------------------------------------------
+    def _start_resolver(self: "Engine", plan: Plan, net: Network) -> None:
+        try:
+            from nsbridge.dns import supervisor
+        except ImportError:  # resolver not built in this checkout
+            return
+        assert net.ipam is not None
+        info = plan.step(
+            "network.resolver",
+            lambda: supervisor.start(
+                self.host.db, net.id, net.ipam.gateway, self.host.upstream_resolv, self.host.dns_dir
+            ),
+        )
+        plan.undos.append(("network.resolver", lambda: supervisor.stop(info.pid, info.pid_start)))
+        if not hasattr(self, "_pending_resolver"):
+            self._pending_resolver = {}
+        self._pending_resolver[net.id] = info
+
+    def _stop_resolver(self: "Engine", network_id: str) -> None:
+        r = self.store.resolvers().get(network_id)
+        if r is None:
+            return
+        try:
+            from nsbridge.dns import supervisor
+        except ImportError:
+            return
+        supervisor.stop(r[0], r[1])
+
+    def _ensure_resolvers(self: "Engine", k: "Kernel") -> None:
+        """Restart the resolver of any user bridge whose process is gone."""
+        try:
+            from nsbridge.dns import supervisor
+        except ImportError:
+            return
+        running = self.store.resolvers()
+        for net in self.store.networks():
+            if not net.has_dns or net.ipam is None:
+                continue
+            r = running.get(net.id)
+            if r is not None and supervisor.is_alive(r[0], r[1]):
+                continue
+            try:
+                info = supervisor.start(
+                    self.host.db, net.id, net.ipam.gateway, self.host.upstream_resolv, self.host.dns_dir
+                )
+            except NsbridgeError as e:
+                log.warning("resolver for %s did not start: %s", net.name, e)
+                continue
+            with self.store.tx():
+                self.store.put_resolver(net.id, info.pid, info.pid_start, info.address, info.log)
+
+    def check_subnet_free(self: "Engine", subnet: str) -> None:
+        for n in self.store.networks():
+            if n.ipam and ipaddress.IPv4Network(n.ipam.subnet).overlaps(ipaddress.IPv4Network(subnet)):
+                raise InvalidArgument("Pool overlaps with other one on this address space")

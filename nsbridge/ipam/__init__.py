@@ -1,0 +1,1 @@
+"""Address management: pure logic, no I/O (the engine passes in what is taken)."""

@@ -1,0 +1,1 @@
+"""The only package that touches the kernel: netlink, namespaces, iptables, /proc/sys."""

@@ -1,0 +1,225 @@
+"""Namespaces by system call: named netns create/remove, setns, entering a container.
+
+No pyroute2 here (its netns helpers fork a process per call, ~8 ms); plain
+libc through ctypes on the calling thread, which is what kernel-costs.md
+measured fastest. Only kernel/ imports this module.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+from collections.abc import Iterator
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MNT_DETACH = 2
+
+NETNS_DIR = "/run/netns"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"{what}: {os.strerror(e)}")
+
+
+def setns(fd: int, nstype: int) -> None:
+    _check(_libc.setns(fd, nstype), "setns")
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
+
+
+def mount(src: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    _check(
+        _libc.mount(
+            src.encode() if src else None,
+            target.encode(),
+            fstype.encode() if fstype else None,
+            flags,
+            data.encode() if data else None,
+        ),
+        f"mount {target}",
+    )
+
+
+def umount(target: str, flags: int = MNT_DETACH) -> None:
+    _check(_libc.umount2(target.encode(), flags), f"umount {target}")
+
+
+def sethostname(name: str) -> None:
+    b = name.encode()
+    _check(_libc.sethostname(b, len(b)), "sethostname")
+
+
+def netns_path(name: str) -> str:
+    return os.path.join(NETNS_DIR, name)
+
+
+def _ensure_netns_dir() -> None:
+    """Make /run/netns a shared mount point, as `ip netns add` does, so that
+    namespaces created later are visible in every mount namespace."""
+    os.makedirs(NETNS_DIR, mode=0o755, exist_ok=True)
+    if os.path.ismount(NETNS_DIR):
+        return
+    with contextlib.suppress(OSError):
+        mount(NETNS_DIR, NETNS_DIR, "none", MS_BIND | MS_REC)
+        mount("", NETNS_DIR, "none", MS_SHARED | MS_REC)
+
+
+def current_netns_fd() -> int:
+    return os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+
+def netns_exists(name: str) -> bool:
+    return os.path.ismount(netns_path(name))
+
+
+def create_netns(name: str) -> None:
+    """Create /run/netns/NAME and leave the calling thread INSIDE it.
+
+    The caller opens its netlink socket and writes per-netns sysctls while
+    inside (both bind to the current netns), then setns() back.
+    """
+    _ensure_netns_dir()
+    path = netns_path(name)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
+    except FileExistsError:
+        raise FileExistsError(errno.EEXIST, f"network namespace {name} already exists") from None
+    os.close(fd)
+    try:
+        unshare(CLONE_NEWNET)
+        mount("/proc/thread-self/ns/net", path, "none", MS_BIND)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+
+
+def remove_netns(name: str) -> bool:
+    """Unmount and unlink; the kernel destroys the namespace (and its veths)
+    once no process holds it. Already gone counts as success."""
+    path = netns_path(name)
+    existed = False
+    try:
+        umount(path, MNT_DETACH)
+        existed = True
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOENT):
+            raise
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return existed
+
+
+def rename_netns(old: str, new: str) -> None:
+    """Bind the same namespace under a new name, then drop the old name."""
+    _ensure_netns_dir()
+    path = netns_path(new)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
+    os.close(fd)
+    mount(netns_path(old), path, "none", MS_BIND)
+    remove_netns(old)
+
+
+def list_netns() -> list[str]:
+    try:
+        return sorted(os.listdir(NETNS_DIR))
+    except FileNotFoundError:
+        return []
+
+
+@contextlib.contextmanager
+def in_netns(path: str | None) -> Iterator[None]:
+    """Run the block with the calling thread in the netns at PATH (None: stay)."""
+    if path is None:
+        yield
+        return
+    back = current_netns_fd()
+    target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        setns(target, CLONE_NEWNET)
+        yield
+    finally:
+        setns(back, CLONE_NEWNET)
+        os.close(back)
+        os.close(target)
+
+
+@contextlib.contextmanager
+def returning() -> Iterator[None]:
+    """Whatever namespace the block moves the thread into, come back after."""
+    back = current_netns_fd()
+    try:
+        yield
+    finally:
+        setns(back, CLONE_NEWNET)
+        os.close(back)
+
+
+def netns_inode(path: str) -> int:
+    return os.stat(path).st_ino
+
+
+def pids_in_netns(path: str) -> list[int]:
+    """Processes whose network namespace is the one at PATH."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return []
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            s = os.stat(f"/proc/{d}/ns/net")
+        except OSError:
+            continue
+        if s.st_ino == st.st_ino and s.st_dev == st.st_dev:
+            found.append(int(d))
+    return found
+
+
+def enter_container(netns: str | None, hostname: str | None, binds: dict[str, str]) -> None:
+    """Put the calling process into a container: its netns, a fresh UTS
+    namespace with its hostname, and a private mount namespace where the
+    container's /etc files are bound over the host's (what `ip netns exec`
+    does with /etc/netns). Called in a child just before exec, or by the CLI
+    itself before it execs the user's command.
+    """
+    if netns is not None:
+        fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+        setns(fd, CLONE_NEWNET)
+        os.close(fd)
+    flags = CLONE_NEWNS | (CLONE_NEWUTS if hostname else 0)
+    unshare(flags)
+    if hostname:
+        sethostname(hostname)
+    # Keep our bind mounts from propagating back to the host.
+    mount(None, "/", None, MS_REC | MS_SLAVE)
+    for target, source in binds.items():
+        if os.path.exists(target) and os.path.exists(source):
+            mount(source, target, "none", MS_BIND)
+    if netns is not None:
+        # /sys/class/net shows the devices of the netns that mounted sysfs.
+        with contextlib.suppress(OSError):
+            umount("/sys", MNT_DETACH)
+            mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    os.chdir("/")

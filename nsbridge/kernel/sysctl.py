@@ -1,0 +1,35 @@
+"""Per-namespace sysctls: /proc/sys/net resolves to the netns of the thread
+that opens the file, so call these while inside the namespace meant."""
+from __future__ import annotations
+
+import contextlib
+
+
+def write(key: str, value: str | int) -> None:
+    path = "/proc/sys/" + key.replace(".", "/")
+    with open(path, "w") as f:
+        f.write(str(value))
+
+
+def read(key: str) -> str | None:
+    path = "/proc/sys/" + key.replace(".", "/")
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def try_write(key: str, value: str | int) -> bool:
+    with contextlib.suppress(OSError):
+        write(key, value)
+        return True
+    return False
+
+
+def disable_ipv6_here() -> None:
+    """IPv4-only networks: no IPv6 on new interfaces (Docker does the same in
+    containers), which also stops each new bridge port's DAD/RS/MLD multicast
+    from flooding every other port (kernel-costs.md)."""
+    try_write("net.ipv6.conf.all.disable_ipv6", 1)
+    try_write("net.ipv6.conf.default.disable_ipv6", 1)
