@@ -76,6 +76,7 @@ class MultiError(NsbridgeError):
 
     prefix = ""
 
-    def __init__(self, errors: list[NsbridgeError]) -> None:
+    def __init__(self, errors: list[NsbridgeError], done: list[str] | None = None) -> None:
         super().__init__("; ".join(str(e) for e in errors))
         self.errors = errors
+        self.done = done or []  # what did succeed, printed before the errors

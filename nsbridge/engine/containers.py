@@ -360,7 +360,7 @@ class ContainerOps(EndpointOps):
                 except NsbridgeError as e:
                     errors.append(e)
         if errors:
-            raise MultiError(errors) if len(errors) > 1 or removed else errors[0]
+            raise MultiError(errors, removed)
         return removed
 
     def _delete(self: "Engine", k: "Kernel", c: Container) -> None:

@@ -18,6 +18,8 @@ from nsbridge.engine.containers import ContainerOps
 from nsbridge.engine.host import Host
 from nsbridge.engine.lock import HostLock
 from nsbridge.engine.networks import NetworkOps
+from nsbridge.engine.reconcile import ReconcileOps
+from nsbridge.engine.views import ViewOps
 from nsbridge.errors import NotFound
 from nsbridge.model import IpamConfig, Network, new_id, now_iso
 from nsbridge.state.store import Store
@@ -33,7 +35,7 @@ class Kernel:
     fw: "Firewall"  # noqa: F821
 
 
-class Engine(NetworkOps, ContainerOps):
+class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps):
     def __init__(self, root: str | None = None, host_netns: str | None = None) -> None:
         self.host = Host.from_env(root, host_netns)
         self.host.prepare_root()

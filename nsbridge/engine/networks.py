@@ -113,7 +113,7 @@ class NetworkOps:
                 except NsbridgeError as e:
                     errors.append(e)
         if errors:
-            raise MultiError(errors) if len(errors) > 1 or removed else errors[0]
+            raise MultiError(errors, removed)
         return removed
 
     def _network_rm_one(self: "Engine", k: "Kernel", net: Network) -> None:

@@ -1,0 +1,136 @@
+"""`nsbridge` command line: Docker's verbs and flags over the Engine.
+
+The parser is built from small per-verb modules imported only when their
+verb runs (pip's lazy commands_dict), and this is the one place that maps
+errors to Docker's text and exit codes. No traceback reaches the user:
+unexpected errors print one line and where the full log is.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+from nsbridge.errors import ClientError, ExecFailed, MultiError, NsbridgeError
+
+PROG = "nsbridge"
+
+# verb -> (module, function that adds its parser). Management forms
+# (`container run`, `network ls`) map onto the same functions.
+CONTAINER_VERBS = ("run", "create", "start", "stop", "restart", "rm", "ps", "exec", "inspect", "logs", "port", "rename")
+
+
+class ArgError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports like Docker's CLI instead of exiting with 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ArgError(message)
+
+
+def build_parser() -> Parser:
+    from nsbridge.cli import container, network, system
+
+    p = Parser(prog=PROG, description="Docker's networking on the real Linux kernel, without Docker.")
+    p.add_argument("--root", help="state root (NSBRIDGE_ROOT, default /var/lib/nsbridge)")
+    p.add_argument("--host-netns", help="use this network namespace as the host (a sandbox; NSBRIDGE_HOST_NETNS)")
+    p.add_argument("--debug", action="store_true", help="print tracebacks")
+    p.add_argument("--version", action="store_true")
+    sub = p.add_subparsers(dest="verb", metavar="COMMAND", parser_class=Parser)
+    container.add_parsers(sub)
+    network.add_parser(sub)
+    system.add_parser(sub)
+    cont = sub.add_parser("container", help="Manage containers")
+    csub = cont.add_subparsers(dest="cverb", metavar="COMMAND", parser_class=Parser)
+    container.add_parsers(csub, management=True)
+    sub.add_parser("version", help="Show the nsbridge version")
+    return p
+
+
+def _setup_logging(root: str) -> str:
+    path = os.path.join(root, "nsbridge.log")
+    try:
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(path)
+    except OSError:
+        handler = logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
+    lg = logging.getLogger("nsbridge")
+    lg.addHandler(handler)
+    lg.setLevel(logging.INFO)
+    return path
+
+
+def _print_error(e: NsbridgeError, verb: str) -> None:
+    errors = e.errors if isinstance(e, MultiError) else [e]
+    for err in errors:
+        msg = f"{err.prefix}{err}"
+        if verb in ("run", "create"):
+            sys.stderr.write(f"{PROG}: {msg}\n\nRun '{PROG} {verb} --help' for more information\n")
+        elif isinstance(err, ClientError) and not err.prefix:
+            sys.stderr.write(f"{msg}\n" if msg.startswith("Error") else f"Error: {msg}\n")
+        else:
+            sys.stderr.write(msg + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from nsbridge.cli.argsplit import split_global
+
+    try:
+        parser = build_parser()
+        pargv, rest, dashdash = split_global(parser, argv)
+        args = parser.parse_args(pargv)
+        args.rest, args.dashdash = rest, dashdash
+    except ArgError as e:
+        sys.stderr.write(f"{PROG}: {e}\nSee '{PROG} --help'.\n")
+        return 125 if argv and argv[0] in ("run", "create") else 1
+    if args.version or args.verb == "version":
+        from nsbridge import __version__
+
+        print(f"nsbridge version {__version__}")
+        return 0
+    if args.verb is None or (args.verb == "container" and args.cverb is None):
+        parser.print_help()
+        return 0
+    verb = args.cverb if args.verb == "container" else args.verb
+    handler: Callable[..., int] = args.handler
+    if os.geteuid() != 0:
+        sys.stderr.write(f"{PROG}: permission denied: nsbridge needs root (CAP_NET_ADMIN); run it with sudo\n")
+        return 1
+    from nsbridge.engine.host import Host
+
+    try:
+        host = Host.from_env(args.root, args.host_netns)
+    except NsbridgeError as e:
+        _print_error(e, verb)
+        return 1
+    log_path = _setup_logging(host.root)
+    try:
+        return handler(args, host)
+    except ExecFailed as e:
+        sys.stderr.write(f"{e}\n")
+        return e.exit_code
+    except NsbridgeError as e:
+        _print_error(e, verb)
+        return 125 if verb in ("run", "create") else 1
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # the one place that catches everything
+        logging.getLogger("nsbridge").exception("unexpected error in %s", verb)
+        if args.debug:
+            raise
+        sys.stderr.write(f"{PROG}: internal error: {type(e).__name__}: {e} (details in {log_path})\n")
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

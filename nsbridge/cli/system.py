@@ -1,0 +1,90 @@
+"""`nsbridge system ...`: info, reconcile, restore, reset."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from nsbridge.engine.host import Host
+
+
+def _engine(host: Host):
+    from nsbridge.engine.core import Engine
+
+    return Engine(host.root, host.netns)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("system", help="Manage nsbridge itself")
+    ssub = p.add_subparsers(dest="sverb", metavar="COMMAND", parser_class=type(p))
+    p.set_defaults(handler=lambda a, h: (p.print_help(), 0)[1])
+    info = ssub.add_parser("info", help="Show what nsbridge manages on this host")
+    info.add_argument("-f", "--format")
+    info.set_defaults(handler=cmd_info)
+    rc = ssub.add_parser("reconcile", help="Make the kernel and the state agree (after a crash)")
+    rc.set_defaults(handler=cmd_reconcile)
+    rs = ssub.add_parser("restore", help="Re-create networks after a reboot and restart containers with a restart policy")
+    rs.set_defaults(handler=cmd_restore)
+    reset = ssub.add_parser("reset", help="Remove every object nsbridge made on this host, and its state")
+    reset.add_argument("-f", "--force", action="store_true")
+    reset.set_defaults(handler=cmd_reset)
+
+
+def cmd_info(a: argparse.Namespace, host: Host) -> int:
+    with _engine(host) as e:
+        info = e.system_info()
+    if a.format:
+        from nsbridge.cli.output import print_inspect
+
+        print_inspect([info], a.format)
+        return 0
+    w = sys.stdout.write
+    w(f"Root: {info['Root']}\n")
+    w(f"Host namespace: {info['HostNamespace']}\n")
+    w(f"Default bridge: {info['DefaultBridge']['Name']} ({info['DefaultBridge']['Subnet']})\n")
+    w(f"Containers: {info['Containers']}\n Running: {info['ContainersRunning']}\n Stopped: {info['ContainersStopped']}\n")
+    w(f"Networks: {info['Networks']}\n")
+    w("Resolvers:\n")
+    for name, r in sorted(info["Resolvers"].items()):
+        w(f" {name}: pid {r['Pid']} on {r['Address']}:53 ({r['State']}), log {r['Log']}\n")
+    w(f"Upstream resolv.conf: {info['UpstreamResolvConf']}\n")
+    if info.get("Docker"):
+        w(f"Docker: {info['Docker']}\n")
+    return 0
+
+
+def cmd_reconcile(a: argparse.Namespace, host: Host) -> int:
+    with _engine(host) as e:
+        report = e.reconcile()
+    for line in report:
+        print(line)
+    return 0
+
+
+def cmd_restore(a: argparse.Namespace, host: Host) -> int:
+    with _engine(host) as e:
+        report = e.restore()
+    for line in report:
+        print(line)
+    return 0
+
+
+def cmd_reset(a: argparse.Namespace, host: Host) -> int:
+    if not a.force:
+        sys.stdout.write(
+            f"WARNING! This removes every container, network, rule and resolver nsbridge made on "
+            f"{'sandbox host ' + host.netns if host.netns else 'this machine'}, and its state in {host.root}.\n"
+            "Are you sure you want to continue? [y/N] "
+        )
+        sys.stdout.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
+    from nsbridge.engine.core import Engine
+
+    report = Engine.reset(host)
+    for line in report:
+        print(line)
+    return 0
+
+
+__all__ = ["add_parser", "json"]

@@ -1,0 +1,107 @@
+"""Read-only views for inspect, ps and ls: store reads only, no kernel, no lock."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from nsbridge.errors import NotFound
+from nsbridge.model import Container, Endpoint, Network
+from nsbridge.render import inspect as render
+
+if TYPE_CHECKING:
+    from nsbridge.engine.core import Engine
+
+
+class ViewOps:
+    def network_inspect(self: "Engine", ref: str) -> dict:
+        self.ensure_ready()
+        n = self.network(ref)
+        members: list[tuple[Container, Endpoint]] = []
+        for e in self.store.endpoints_on(n.id):
+            if e.ip:
+                members.append((self.store.container(e.container_id), e))
+        resolver = None
+        r = self.store.resolvers().get(n.id)
+        if n.has_dns:
+            from nsbridge import procs
+
+            resolver = {
+                "Pid": r[0] if r else 0,
+                "Address": f"{r[2]}:53" if r else "",
+                "State": "running" if r and procs.alive(r[0], r[1]) else "stopped",
+                "Log": r[3] if r else "",
+            }
+        if n.driver == "host":
+            for c in self.store.containers():
+                if c.network_mode == "host" and c.running:
+                    members.append((c, Endpoint(c.id, n.id, 0, endpoint_id=c.id, ip="")))
+        return render.network(n, members, resolver)
+
+    def container_endpoints(self: "Engine", c: Container) -> list[tuple[Network, Endpoint | None]]:
+        if c.network_mode == "host":
+            return [(self.network("host"), None)]
+        if c.network_mode.startswith("container:"):
+            return []
+        return [(self.store.network(e.network_id), e) for e in self.store.endpoints_of(c.id)]
+
+    def container_inspect(self: "Engine", ref: str) -> dict:
+        self.ensure_ready()
+        c = self.ps_state(self.container(ref))
+        from nsbridge.kernel.ns import netns_path
+
+        return render.container(
+            c, self.container_endpoints(c), self.host.container_dir(c.id), netns_path(c.netns) if c.netns else ""
+        )
+
+    def ps_state(self: "Engine", c: Container) -> Container:
+        """The state as it is now (a detached command may have exited since)."""
+        from nsbridge import procs
+
+        if c.running and c.pid and not procs.alive(c.pid, c.pid_start):
+            c.state = "exited"
+            c.exit_code = self._exit_code(c)
+        return c
+
+    def inspect_any(self: "Engine", ref: str, kind: str | None = None) -> dict:
+        """Docker's generic `inspect`: containers first, then networks."""
+        if kind in (None, "container"):
+            try:
+                return self.container_inspect(ref)
+            except NotFound:
+                if kind == "container":
+                    raise
+        if kind in (None, "network"):
+            try:
+                return self.network_inspect(ref)
+            except NotFound:
+                pass
+        raise NotFound(f"No such object: {ref}")
+
+    def ports_text(self: "Engine", c: Container) -> str:
+        """ps's PORTS column: 0.0.0.0:8080->80/tcp, ..."""
+        if not c.running:
+            return ""
+        parts = []
+        for p in sorted(c.ports, key=lambda p: (p.container_port, p.proto)):
+            parts.append(f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.container_port}/{p.proto}")
+        return ", ".join(parts)
+
+    def networks_text(self: "Engine", c: Container) -> str:
+        if c.network_mode in ("host", "none"):
+            return c.network_mode
+        if c.network_mode.startswith("container:"):
+            return ""
+        return ",".join(self.store.network(e.network_id).name for e in self.store.endpoints_of(c.id))
+
+    def port_lines(self: "Engine", c: Container, port: str | None) -> list[str]:
+        """`port NAME [PORT[/PROTO]]` as Docker prints it."""
+        from nsbridge.errors import NotFound as _NF
+
+        bindings = sorted(c.ports, key=lambda p: (p.container_port, p.proto)) if c.running else []
+        if port:
+            num, _, proto = port.partition("/")
+            proto = proto or "tcp"
+            found = [p for p in bindings if str(p.container_port) == num and p.proto == proto]
+            if not found:
+                raise _NF(f"No public port '{port}' published for {c.name}")
+            return [f"{p.host_ip or '0.0.0.0'}:{p.host_port}" for p in found]
+        return [f"{p.key()} -> {p.host_ip or '0.0.0.0'}:{p.host_port}" for p in bindings]
