@@ -1,0 +1,234 @@
+"""What the resolver of one network answers, decided from the state store.
+
+This is the resolver's read-only view of the store schema (nsbridge/state/store.py):
+the only SQL outside the store, and only SELECTs, over
+  meta(key='generation', value), networks(id, name, data JSON),
+  containers(id, name), endpoints(container_id, network_id, position, ip, aliases JSON).
+An endpoint is live when its ip is not NULL; containers with no live endpoint are
+not answered. The whole view is loaded at once per store generation (three SELECTs),
+so a query costs one SELECT of the generation plus dict lookups.
+
+Rules (Docker's embedded DNS, scoped per querier):
+- the querier is the container owning the source address on this network; a source
+  outside the network's subnet is refused; an unknown source inside it (the gateway)
+  is a querier attached to this network only;
+- names: container names, per-network aliases, 12-character IDs, NAME.NETWORK,
+  case-insensitive, only on networks the querier is on (this network first, then its
+  other networks in attach order; the first network where the name exists wins, as
+  Docker does) and answering the target's address on that network;
+- host.docker.internal is this network's gateway; PTR of container addresses is
+  NAME.NETWORK; types other than A (or PTR) for our names get an empty NOERROR;
+  anything else is forwarded upstream by the server.
+
+Must not import dnslib, sockets or pyroute2: pure lookups, testable without a server.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+
+from nsbridge.model import network_from_dict
+
+A, PTR, AAAA = 1, 12, 28
+TTL = 600  # Docker's TTL for its embedded names
+
+LOCAL, FORWARD, REFUSED = "local", "forward", "refused"
+HOST_GATEWAY = "host.docker.internal"
+_REV = ".in-addr.arpa"
+
+SQL_GENERATION = "SELECT value FROM meta WHERE key = 'generation'"
+SQL_NETWORKS = "SELECT data FROM networks"
+SQL_ENDPOINTS = (
+    "SELECT e.network_id, e.container_id, e.ip, e.aliases, c.name"
+    " FROM endpoints e JOIN containers c ON c.id = e.container_id"
+    " WHERE e.ip IS NOT NULL ORDER BY e.position, e.container_id"
+)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """LOCAL: `records` (addresses for A, names for PTR; empty means NOERROR, no data)
+    of type `rtype`; FORWARD: ask upstream; REFUSED: not our client."""
+
+    action: str
+    rtype: int = 0
+    records: tuple[str, ...] = ()
+    ttl: int = TTL
+
+    def rotated(self, step: int) -> "Answer":
+        n = len(self.records)
+        if n < 2 or step % n == 0:
+            return self
+        k = step % n
+        return Answer(self.action, self.rtype, self.records[k:] + self.records[:k], self.ttl)
+
+
+FORWARDED = Answer(FORWARD)
+REFUSE = Answer(REFUSED)
+EMPTY = Answer(LOCAL)
+
+#: a querier's view: the network ids whose names it sees, this network first
+View = tuple[str, ...]
+
+
+def ip_int(ip: str) -> int | None:
+    parts = ip.split(".")
+    if len(parts) != 4:
+        return None
+    try:
+        b = [int(p) for p in parts]
+    except ValueError:
+        return None
+    if any(x < 0 or x > 255 for x in b):
+        return None
+    return (b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]
+
+
+def _ip_key(ip: str) -> int:
+    return ip_int(ip) or 0
+
+
+@dataclass
+class _Net:
+    id: str
+    name: str
+    lname: str
+    gateway: str
+    net: int
+    mask: int
+    dns: bool
+
+
+@dataclass
+class Snapshot:
+    """The store's answers at one generation."""
+
+    nets: dict[str, _Net] = field(default_factory=dict)
+    #: network id -> lower-case name, alias or 12-char id -> addresses on that network
+    names: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    #: network id -> address -> "NAME.NETWORK"
+    ptr: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: (network id, address) -> container id
+    owner: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: container id -> ids of its resolver networks, in attach order
+    nets_of: dict[str, list[str]] = field(default_factory=dict)
+
+
+def load(conn: sqlite3.Connection) -> Snapshot:
+    snap = Snapshot()
+    # fetchall everywhere: an unfinished statement would hold its read snapshot open.
+    for (data,) in conn.execute(SQL_NETWORKS).fetchall():
+        n = network_from_dict(json.loads(data))
+        if n.ipam is None:
+            continue
+        base, _, plen = n.ipam.subnet.partition("/")
+        mask = (0xFFFFFFFF << (32 - int(plen or 32))) & 0xFFFFFFFF
+        net = ip_int(base)
+        if net is None:
+            continue  # not IPv4: this resolver serves IPv4 only
+        snap.nets[n.id] = _Net(n.id, n.name, n.name.lower(), n.ipam.gateway, net & mask, mask, n.has_dns)
+    names: dict[str, dict[str, list[str]]] = {}
+    for nid, cid, ip, aliases, cname in conn.execute(SQL_ENDPOINTS).fetchall():
+        net_ = snap.nets.get(nid)
+        if net_ is None or not net_.dns:
+            continue  # the default bridge has no names (Docker's legacy links only)
+        snap.owner[(nid, ip)] = cid
+        snap.nets_of.setdefault(cid, []).append(nid)
+        snap.ptr.setdefault(nid, {})[ip] = f"{cname}.{net_.name}"
+        keys = [cname.lower(), cid[:12]]
+        if aliases and aliases != "[]":
+            keys += [a.lower() for a in json.loads(aliases) if isinstance(a, str)]
+        table = names.setdefault(nid, {})
+        for k in keys:
+            ips = table.setdefault(k, [])
+            if ip not in ips:
+                ips.append(ip)
+    # A fixed order per generation, so round robin rotates from a stable start.
+    snap.names = {nid: {k: tuple(sorted(v, key=_ip_key)) for k, v in t.items()} for nid, t in names.items()}
+    return snap
+
+
+def reverse_ip(name: str) -> str | None:
+    """'3.0.18.172.in-addr.arpa' -> '172.18.0.3' (name lower-case, no trailing dot)."""
+    parts = name[: -len(_REV)].split(".")
+    if len(parts) != 4 or not all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts):
+        return None
+    return ".".join(reversed([str(int(p)) for p in parts]))
+
+
+class Records:
+    """Answers of the resolver serving `network_id`, over a store connection."""
+
+    def __init__(self, conn: sqlite3.Connection, network_id: str) -> None:
+        self.conn = conn
+        self.network_id = network_id
+        self.generation: str | None = None
+        self.loaded = False
+        self.snap = Snapshot()
+        self._rr: dict[tuple, int] = {}
+
+    def refresh(self) -> bool:
+        """One SELECT; reloads the view when the store changed. True when it did."""
+        rows = self.conn.execute(SQL_GENERATION).fetchall()
+        gen = rows[0][0] if rows else None
+        if gen == self.generation and self.loaded:
+            return False
+        # The generation is read before the load: a write racing the load bumps it
+        # again, so the next query reloads rather than keeping a stale view.
+        self.snap = load(self.conn)
+        self.generation = gen
+        self.loaded = True
+        self._rr.clear()
+        return True
+
+    def view(self, src_ip: str) -> View | None:
+        """The networks whose names this querier sees; None: refuse it."""
+        me = self.snap.nets.get(self.network_id)
+        src = ip_int(src_ip)
+        if me is None or not me.dns or src is None or (src & me.mask) != me.net:
+            return None
+        cid = self.snap.owner.get((me.id, src_ip))
+        if cid is None:
+            return (me.id,)
+        return (me.id,) + tuple(n for n in self.snap.nets_of.get(cid, ()) if n != me.id)
+
+    def lookup(self, view: View, qname: str, qtype: int) -> Answer:
+        """The answer in a fixed order (rotation is the caller's: see Answer.rotated)."""
+        snap = self.snap
+        name = qname.rstrip(".").lower()
+        if name == HOST_GATEWAY:
+            return Answer(LOCAL, A, (snap.nets[view[0]].gateway,)) if qtype == A else EMPTY
+        if name.endswith(_REV):
+            ip = reverse_ip(name)
+            if ip is not None:
+                for nid in view:
+                    target = snap.ptr.get(nid, {}).get(ip)
+                    if target is not None:
+                        return Answer(LOCAL, PTR, (target,)) if qtype == PTR else EMPTY
+            return FORWARDED
+        for nid in view:
+            ips = snap.names.get(nid, {}).get(name)
+            if ips:
+                return Answer(LOCAL, A, ips) if qtype == A else EMPTY
+        for nid in view:
+            suffix = "." + snap.nets[nid].lname
+            if name.endswith(suffix):
+                ips = snap.names.get(nid, {}).get(name[: -len(suffix)])
+                if ips:
+                    return Answer(LOCAL, A, ips) if qtype == A else EMPTY
+        return FORWARDED
+
+    def resolve(self, src_ip: str, qname: str, qtype: int) -> Answer:
+        """refresh + view + lookup, rotating multi-address answers between calls."""
+        self.refresh()
+        view = self.view(src_ip)
+        if view is None:
+            return REFUSE
+        ans = self.lookup(view, qname, qtype)
+        if len(ans.records) > 1:
+            key = (view, qname.rstrip(".").lower(), qtype)
+            step = self._rr.get(key, 0)
+            self._rr[key] = step + 1
+            ans = ans.rotated(step)
+        return ans

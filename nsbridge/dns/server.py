@@ -1,0 +1,480 @@
+"""The resolver process of one user bridge: a single-threaded UDP+TCP loop.
+
+    python -m nsbridge.dns.server --db PATH --network-id ID --listen IP [--port 53]
+        --upstream-file RESOLV_CONF [--ready-fd N]
+
+Answers come from records.py over one persistent read-only SQLite connection. Packed
+replies are cached per (querier view, query bytes after the ID) and dropped whenever
+the store's generation changes (one SELECT per query); a hit costs no DNS parsing,
+only an ID patch, with multi-address answers still rotated (one packed reply per
+rotation step). Other names go to the upstream servers of a resolv.conf-format file
+(`nameserver IP`; `IP#PORT` or `IP:PORT` too) over non-blocking UDP, tried in turn within ~2 s,
+then SERVFAIL. Malformed, truncated and oversized packets are dropped; no per-packet
+exception leaves the loop. Logs one line per start, stop and (rate-limited) error.
+
+Imports: dnslib, sqlite3, selectors, socket and records.py; not pyroute2, not threads,
+not asyncio (their cost is the point of this design, see DESIGN.md "Performance").
+"""
+from __future__ import annotations
+
+import argparse
+import heapq
+import os
+import selectors
+import signal
+import socket
+import sqlite3
+import sys
+import time
+from dataclasses import dataclass, field
+
+from dnslib import PTR as RD_PTR, RR, A as RD_A, DNSRecord, EDNS0, QTYPE, RCODE
+
+from nsbridge.dns.records import FORWARDED, LOCAL, REFUSED, Answer, Records
+
+MAX_QUERY = 4096  # larger queries are not DNS queries we serve: dropped
+RECV_BATCH = 64  # datagrams drained per wakeup
+CACHE_MAX = 8192
+PENDING_MAX = 1024
+FORWARD_BUDGET = 2.0  # seconds for all upstreams together
+TCP_MAX_CONNS = 128
+TCP_IDLE = 10.0
+TCP_OUT_MAX = 256 * 1024
+ERROR_LOG_EVERY = 10.0
+_UNSEEN = object()
+
+
+def log(msg: str) -> None:
+    t = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    sys.stderr.write(f"{t} nsbridge-dns[{os.getpid()}] {msg}\n")
+    sys.stderr.flush()
+
+
+def read_upstreams(path: str, own: tuple[str, int]) -> list[tuple]:
+    """`nameserver` lines as socket addresses, skipping our own (a forwarding loop)."""
+    out: list[tuple] = []
+    try:
+        with open(path) as f:
+            lines = [x.split() for x in f]
+    except OSError:
+        return out
+    for host in [x[1] for x in lines if len(x) > 1 and x[0] == "nameserver"]:
+        host, _, port = host.partition("#")
+        if not port and host.count(":") == 1:
+            host, _, port = host.partition(":")
+        try:
+            ai = socket.getaddrinfo(host.strip("[]"), int(port or 53), flags=socket.AI_NUMERICHOST)[0]
+        except (OSError, ValueError):
+            continue
+        if ai[4][:2] != own and (ai[0], ai[4]) not in out:
+            out.append((ai[0], ai[4]))
+    return out
+
+
+def question_end(msg: bytes) -> int:
+    """Offset just past the first question (queries carry no compression)."""
+    i = 12
+    while i < len(msg) and 0 < msg[i] < 0xC0:
+        i += msg[i] + 1
+    return min(len(msg), i + (6 if i < len(msg) and msg[i] else 5))
+
+
+def packed(req: DNSRecord, ans: Answer, rcode: int, edns: bool, tc: bool = False) -> bytes:
+    """The whole reply to REQ, minus its 2-byte ID."""
+    rep = req.reply(ra=1, aa=0)  # Docker's answers are not authoritative either
+    rep.header.rcode = rcode
+    rep.header.tc = int(tc)
+    q = req.q
+    for r in ans.records:
+        rdata = RD_A(r) if ans.rtype == QTYPE.A else RD_PTR(r)
+        rep.add_answer(RR(q.qname, ans.rtype, rdata=rdata, ttl=ans.ttl))
+    if edns:
+        rep.add_ar(EDNS0(udp_len=MAX_QUERY))
+    return rep.pack()[2:]
+
+
+@dataclass
+class Entry:
+    """Cached replies to one query from one view, one per rotation step."""
+
+    req: DNSRecord
+    ans: Answer
+    rcode: int
+    edns: bool
+    udp_limit: int
+    steps: list
+    tc: bytes | None = None
+    i: int = 0
+
+    def body(self, tcp: bool) -> bytes:
+        k = self.i % len(self.steps)
+        self.i += 1
+        b = self.steps[k]
+        if b is None:
+            b = self.steps[k] = packed(self.req, self.ans.rotated(k), self.rcode, self.edns)
+        if not tcp and len(b) + 2 > self.udp_limit:
+            if self.tc is None:
+                self.tc = packed(self.req, Answer(LOCAL), self.rcode, self.edns, tc=True)
+            b = self.tc
+        return b
+
+
+@dataclass
+class Conn:
+    sock: socket.socket
+    peer: str
+    last: float
+    inbuf: bytearray = field(default_factory=bytearray)
+    outbuf: bytearray = field(default_factory=bytearray)
+    open: bool = True
+
+
+@dataclass
+class Pending:
+    query: bytes
+    req: DNSRecord
+    client: tuple  # ("udp", addr) | ("tcp", Conn)
+    qend: int
+    up: int = 0  # index of the upstream being tried
+
+
+class Server:
+    def __init__(self, conn: sqlite3.Connection, network_id: str, listen: str, port: int,
+                 upstreams: list[tuple]) -> None:
+        self.records = Records(conn, network_id)
+        self.records.refresh()
+        self.sel = selectors.DefaultSelector()
+        fam = socket.AF_INET6 if ":" in listen else socket.AF_INET
+        self.udp = self.sock(fam, socket.SOCK_DGRAM, self.udp_readable)
+        self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.udp.bind((listen, port))
+        self.tcp = self.sock(fam, socket.SOCK_STREAM, self.accept)
+        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.tcp.bind((listen, port))
+        self.tcp.listen(128)
+        # SIGTERM wakes select through this pair (PEP 475 would otherwise resume it).
+        self.wake_r, self.wake_w = socket.socketpair()
+        for w in (self.wake_r, self.wake_w):
+            w.setblocking(False)
+        self.sel.register(self.wake_r, selectors.EVENT_READ, lambda mask: self.wake_r.recv(512))
+        self.ups = [self.sock(fam_, socket.SOCK_DGRAM, lambda mask, i=i: self.upstream_readable(i))
+                    for i, (fam_, _) in enumerate(upstreams)]
+        self.up_addrs = [addr for _, addr in upstreams]
+        self.per_try = max(0.3, FORWARD_BUDGET / max(1, len(upstreams)))
+        self.cache: dict[tuple, Entry] = {}
+        self.views: dict[str, object] = {}
+        self.conns: dict[int, Conn] = {}
+        self.pending: dict[int, Pending] = {}
+        self.timers: list[tuple[float, int, int]] = []
+        self.stopping = False
+        self.stats = dict.fromkeys(("queries", "hits", "forwarded", "servfail", "dropped", "errors"), 0)
+        self.last_err, self.muted = 0.0, 0
+
+    def sock(self, fam: int, kind: int, handler) -> socket.socket:
+        s = socket.socket(fam, kind)
+        s.setblocking(False)
+        self.sel.register(s, selectors.EVENT_READ, handler)
+        return s
+
+    # -- the hot path ------------------------------------------------------
+    def answer(self, data: bytes, src: str, client: tuple) -> bytes | None:
+        """The reply to send now, or None (dropped, or forwarded: replied later)."""
+        self.stats["queries"] += 1
+        if self.records.refresh():
+            self.cache.clear()
+            self.views.clear()
+        view = self.views.get(src, _UNSEEN)
+        if view is _UNSEEN:
+            view = self.records.view(src)
+            if len(self.views) >= CACHE_MAX:
+                self.views.clear()
+            self.views[src] = view
+        e = self.cache.get((view, data[2:]))
+        if e is None:
+            e = self.miss(data, view, client)
+            if e is None:
+                return None
+        else:
+            self.stats["hits"] += 1
+        return data[:2] + e.body(client[0] == "tcp")
+
+    def miss(self, data: bytes, view, client: tuple) -> Entry | None:
+        try:
+            req = DNSRecord.parse(data)
+        except Exception:  # garbage is expected traffic: count it, never log it
+            self.stats["dropped"] += 1
+            return None
+        h = req.header
+        if h.qr or len(req.questions) != 1:
+            self.stats["dropped"] += 1
+            return None
+        q = req.questions[0]
+        edns = any(r.rtype == QTYPE.OPT for r in req.ar)
+        limit = max([512] + [min(r.rclass, MAX_QUERY) for r in req.ar if r.rtype == QTYPE.OPT])
+        if view is None:
+            ans, rcode = Answer(REFUSED), RCODE.REFUSED
+        elif h.opcode != 0:
+            ans, rcode = Answer(LOCAL), RCODE.NOTIMP
+        else:
+            ans = self.records.lookup(view, str(q.qname), q.qtype) if q.qclass == 1 else FORWARDED
+            if ans.action != LOCAL:
+                self.forward(data, req, client)
+                return None
+            rcode = RCODE.NOERROR
+        e = Entry(req, ans, rcode, edns, limit, [None] * max(1, len(ans.records)))
+        if len(self.cache) >= CACHE_MAX:
+            self.cache.clear()
+        self.cache[(view, data[2:])] = e
+        return e
+
+    # -- forwarding --------------------------------------------------------
+    def forward(self, data: bytes, req: DNSRecord, client: tuple) -> None:
+        self.stats["forwarded"] += 1
+        p = Pending(data, req, client, question_end(data))
+        if not self.ups or len(self.pending) >= PENDING_MAX:
+            self.fail(p)
+            return
+        uid = int.from_bytes(os.urandom(2), "big")
+        while uid in self.pending:
+            uid = (uid + 1) & 0xFFFF
+        self.pending[uid] = p
+        self.send_upstream(uid, p, time.monotonic())
+
+    def send_upstream(self, uid: int, p: Pending, now: float) -> None:
+        while p.up < len(self.ups):
+            try:
+                # Connected (again, at each use: the route may have come up since): the
+                # kernel then drops datagrams from anyone but this upstream.
+                self.ups[p.up].connect(self.up_addrs[p.up])
+                self.ups[p.up].send(uid.to_bytes(2, "big") + p.query[2:])
+            except OSError:
+                p.up += 1
+                continue
+            heapq.heappush(self.timers, (now + self.per_try, uid, p.up))
+            return
+        del self.pending[uid]
+        self.fail(p)
+
+    def fail(self, p: Pending) -> None:
+        self.stats["servfail"] += 1
+        self.deliver(p.client, p.query[:2] + packed(p.req, Answer(LOCAL), RCODE.SERVFAIL, False))
+
+    def upstream_readable(self, idx: int) -> None:
+        s = self.ups[idx]
+        for _ in range(RECV_BATCH):
+            try:
+                data = s.recv(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # ICMP unreachable: move every query waiting on it along
+                now = time.monotonic()
+                for uid, p in list(self.pending.items()):
+                    if p.up == idx:
+                        p.up += 1
+                        self.send_upstream(uid, p, now)
+                return
+            if len(data) < 12:
+                continue
+            uid = int.from_bytes(data[:2], "big")
+            p = self.pending.get(uid)
+            # Same upstream and same question, or it is not the reply we wait for.
+            if p is None or p.up != idx or data[4:6] != p.query[4:6] or \
+                    data[12:p.qend].lower() != p.query[12:p.qend].lower():
+                continue
+            del self.pending[uid]
+            self.deliver(p.client, p.query[:2] + data[2:])
+
+    def expire(self, now: float) -> None:
+        while self.timers and self.timers[0][0] <= now:
+            _, uid, up = heapq.heappop(self.timers)
+            p = self.pending.get(uid)
+            if p is not None and p.up == up:
+                p.up += 1
+                self.send_upstream(uid, p, now)
+
+    def deliver(self, client: tuple, msg: bytes) -> None:
+        if client[0] == "udp":
+            try:
+                self.udp.sendto(msg, client[1])
+            except OSError:
+                pass
+        else:
+            self.tcp_send(client[1], msg)
+
+    # -- sockets -----------------------------------------------------------
+    def udp_readable(self, mask: int) -> None:
+        for _ in range(RECV_BATCH):
+            try:
+                # One byte more than we accept: a full buffer means oversized.
+                data, addr = self.udp.recvfrom(MAX_QUERY + 1)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue
+            if len(data) < 12 or len(data) > MAX_QUERY:
+                self.stats["dropped"] += 1
+                continue
+            try:
+                out = self.answer(data, addr[0], ("udp", addr))
+                if out is not None:
+                    self.udp.sendto(out, addr)
+            except Exception as e:
+                self.error(e)
+
+    def accept(self, mask: int) -> None:
+        try:
+            s, addr = self.tcp.accept()
+        except OSError:
+            return
+        if len(self.conns) >= TCP_MAX_CONNS:
+            s.close()
+            return
+        s.setblocking(False)
+        c = Conn(s, addr[0], time.monotonic())
+        self.conns[s.fileno()] = c
+        self.sel.register(s, selectors.EVENT_READ, lambda m: self.tcp_event(c, m))
+
+    def tcp_event(self, c: Conn, mask: int) -> None:
+        if mask & selectors.EVENT_WRITE and c.open:
+            self.tcp_flush(c)
+        if not (mask & selectors.EVENT_READ and c.open):
+            return
+        try:
+            chunk = c.sock.recv(16384)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            return self.close(c)
+        c.last = time.monotonic()
+        c.inbuf += chunk
+        while c.open and len(c.inbuf) >= 2:
+            n = int.from_bytes(c.inbuf[:2], "big")
+            if n < 12 or n > MAX_QUERY:  # no way to resync a bad stream: hang up
+                self.stats["dropped"] += 1
+                return self.close(c)
+            if len(c.inbuf) < 2 + n:
+                return
+            msg = bytes(c.inbuf[2 : 2 + n])
+            del c.inbuf[: 2 + n]
+            try:
+                out = self.answer(msg, c.peer, ("tcp", c))
+                if out is not None:
+                    self.tcp_send(c, out)
+            except Exception as e:
+                self.error(e)
+
+    def tcp_send(self, c: Conn, msg: bytes) -> None:
+        if c.open:
+            c.outbuf += len(msg).to_bytes(2, "big") + msg
+            self.tcp_flush(c)
+
+    def tcp_flush(self, c: Conn) -> None:
+        try:
+            del c.outbuf[: c.sock.send(c.outbuf)]
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            return self.close(c)
+        if len(c.outbuf) > TCP_OUT_MAX:  # a client that does not read
+            return self.close(c)
+        key = self.sel.get_key(c.sock)
+        want = selectors.EVENT_READ | (selectors.EVENT_WRITE if c.outbuf else 0)
+        if key.events != want:
+            self.sel.modify(c.sock, want, key.data)
+
+    def close(self, c: Conn) -> None:
+        if c.open:
+            c.open = False
+            self.conns.pop(c.sock.fileno(), None)
+            self.sel.unregister(c.sock)
+            c.sock.close()
+
+    def error(self, e: BaseException) -> None:
+        self.stats["errors"] += 1
+        now = time.monotonic()
+        if now - self.last_err < ERROR_LOG_EVERY:
+            self.muted += 1
+            return
+        more = f" ({self.muted} more since the last)" if self.muted else ""
+        log(f"error: {type(e).__name__}: {e}{more}")
+        self.last_err, self.muted = now, 0
+
+    # -- the loop ----------------------------------------------------------
+    def run(self) -> None:
+        def on_signal(signum: int, frame: object) -> None:
+            self.stopping = True
+
+        signal.set_wakeup_fd(self.wake_w.fileno(), warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        next_sweep = time.monotonic() + 1.0
+        while not self.stopping:
+            timeout = 1.0
+            if self.timers:
+                timeout = min(timeout, max(0.0, self.timers[0][0] - time.monotonic()))
+            for key, mask in self.sel.select(timeout):
+                try:
+                    key.data(mask)
+                except Exception as e:
+                    self.error(e)
+            now = time.monotonic()
+            try:
+                if self.timers:
+                    self.expire(now)
+                if now >= next_sweep:
+                    next_sweep = now + 1.0
+                    for c in [c for c in self.conns.values() if now - c.last > TCP_IDLE]:
+                        self.close(c)
+            except Exception as e:
+                self.error(e)
+
+    def shutdown(self) -> None:
+        for c in list(self.conns.values()):
+            self.close(c)
+        for s in [self.udp, self.tcp, self.wake_r, self.wake_w, *self.ups]:
+            s.close()
+        self.sel.close()
+
+
+def open_ro(path: str) -> sqlite3.Connection:
+    # WAL lets this read-only connection read while the engine writes.
+    uri = path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+    conn = sqlite3.connect(f"file:{uri}?mode=ro", uri=True, isolation_level=None, timeout=1.0)
+    conn.execute("SELECT 1 FROM meta LIMIT 1").fetchall()  # fail now, not on the first query
+    return conn
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="nsbridge.dns.server")
+    for flag in ("--db", "--network-id", "--listen"):
+        ap.add_argument(flag, required=True)
+    ap.add_argument("--port", type=int, default=53)
+    ap.add_argument("--upstream-file", default="/etc/resolv.conf")
+    ap.add_argument("--ready-fd", type=int)
+    a = ap.parse_args(argv)
+    where = f"resolver for network {a.network_id[:12]} on {a.listen}:{a.port}"
+    try:
+        ups = read_upstreams(a.upstream_file, (a.listen, a.port))
+        srv = Server(open_ro(a.db), a.network_id, a.listen, a.port, ups)
+    except Exception as e:
+        log(f"cannot start {where}: {type(e).__name__}: {e}")
+        return 1
+    log(f"{where} started (upstreams: {', '.join(f'{u[1][0]}#{u[1][1]}' for u in ups) or 'none'})")
+    if a.ready_fd is not None:
+        os.write(a.ready_fd, b"1")
+        os.close(a.ready_fd)
+    try:
+        srv.run()
+    except BaseException as e:  # a bug in the loop itself: say so, then stop
+        log(f"{where} failed: {type(e).__name__}: {e}")
+        return 1
+    finally:
+        srv.shutdown()
+    log(f"{where} stopped ({' '.join(f'{k}={v}' for k, v in srv.stats.items())})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
