@@ -164,7 +164,7 @@ class NetworkOps:
                 self.host.db, net.id, net.ipam.gateway, self.host.upstream_resolv, self.host.dns_dir
             ),
         )
-        plan.undos.append(("network.resolver", lambda: supervisor.stop(info.pid, info.pid_start)))
+        plan.undos.append(("network.resolver", lambda: supervisor.stop((info.pid, info.pid_start))))
         if not hasattr(self, "_pending_resolver"):
             self._pending_resolver = {}
         self._pending_resolver[net.id] = info
@@ -177,7 +177,7 @@ class NetworkOps:
             from nsbridge.dns import supervisor
         except ImportError:
             return
-        supervisor.stop(r[0], r[1])
+        supervisor.stop((r[0], r[1]))
 
     def _ensure_resolvers(self: "Engine", k: "Kernel") -> None:
         """Restart the resolver of any user bridge whose process is gone."""

@@ -74,13 +74,22 @@ def netns_path(name: str) -> str:
 
 def _ensure_netns_dir() -> None:
     """Make /run/netns a shared mount point, as `ip netns add` does, so that
-    namespaces created later are visible in every mount namespace."""
+    namespaces created later are visible in every mount namespace.
+
+    Like iproute2: try to make it shared; only when that fails because it is
+    not a mount point yet, bind it onto itself first. (os.path.ismount cannot
+    see a bind mount from the same filesystem: testing that would stack a new
+    bind mount, doubled by propagation, on every call.)
+    """
     os.makedirs(NETNS_DIR, mode=0o755, exist_ok=True)
-    if os.path.ismount(NETNS_DIR):
-        return
-    with contextlib.suppress(OSError):
-        mount(NETNS_DIR, NETNS_DIR, "none", MS_BIND | MS_REC)
+    try:
         mount("", NETNS_DIR, "none", MS_SHARED | MS_REC)
+        return
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+    mount(NETNS_DIR, NETNS_DIR, "none", MS_BIND | MS_REC)
+    mount("", NETNS_DIR, "none", MS_SHARED | MS_REC)
 
 
 def current_netns_fd() -> int:
@@ -88,7 +97,12 @@ def current_netns_fd() -> int:
 
 
 def netns_exists(name: str) -> bool:
-    return os.path.ismount(netns_path(name))
+    """A live netns name is an nsfs inode bound over the file: it sits on
+    another device than /run/netns itself, unlike a leftover empty file."""
+    try:
+        return os.stat(netns_path(name)).st_dev != os.stat(NETNS_DIR).st_dev
+    except OSError:
+        return False
 
 
 def create_netns(name: str) -> None:

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# nsbridge set-up, idempotent, for a fresh Debian/Ubuntu machine, as root.
+#   sudo ./setup.sh          install what is missing, then run the tutorials' walkthrough demo in a sandbox host
+#   sudo ./setup.sh test     install what is missing (and the test tools), then run the whole test suite
+# Installs: system packages (iproute2, iptables, iputils-ping, ...), a venv in .venv with the package,
+# and /usr/local/bin/nsbridge so that `sudo nsbridge ...` works.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$here"
+mode="${1:-demo}"
+shift || true
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup.sh: run as root (sudo ./setup.sh $mode)" >&2
+  exit 1
+fi
+
+say() { printf '\n== %s\n' "$*"; }
+
+# System packages: the kernel tools nsbridge drives, and what the tests and benchmarks use
+# (dnsutils for nslookup/dig inside containers, iperf3, dnsmasq-base and aardvark-dns for benchmarks).
+pkgs=(iproute2 iptables iputils-ping procps kmod dnsutils iperf3 dnsmasq-base psmisc)
+if [ "$mode" = test ] || [ "$mode" = bench ]; then
+  pkgs+=(aardvark-dns)
+fi
+command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || pkgs+=(python3-venv)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  say "installing system packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+modprobe br_netfilter 2>/dev/null || true
+
+# The Python package in a venv (re-installed when pyproject.toml changed).
+venv="$here/.venv"
+if [ ! -x "$venv/bin/python" ]; then
+  say "creating $venv"
+  python3 -m venv "$venv"
+fi
+extras=""
+if [ "$mode" = test ] || [ "$mode" = bench ]; then extras="[test]"; fi
+stamp="$venv/.installed$extras"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  say "installing nsbridge$extras into $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -e ".$extras"
+  touch "$stamp"
+fi
+ln -sf "$venv/bin/nsbridge" /usr/local/bin/nsbridge
+
+case "$mode" in
+  demo)
+    say "the tutorials' walkthrough, in a sandbox host (the machine's own network is not touched)"
+    exec "$venv/bin/python" "$here/tools/demo.py" "$@"
+    ;;
+  test)
+    say "test suite"
+    set +e
+    "$venv/bin/python" -m pytest -q -ra "$@" tests
+    rc=$?
+    set -e
+    exit $rc
+    ;;
+  bench)
+    exec "$venv/bin/python" "$here/tools/bench.py" "$@"
+    ;;
+  install)
+    echo "installed: $(command -v nsbridge)"
+    ;;
+  *)
+    echo "usage: sudo ./setup.sh [demo|test|bench|install]" >&2
+    exit 2
+    ;;
+esac
