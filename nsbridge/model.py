@@ -7,11 +7,9 @@ from_dict so the store can keep the less-queried fields as one blob.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
+import os
 import re
-import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 # Docker's rule for container names; nsbridge applies it to networks too.
@@ -31,17 +29,21 @@ KNOWN_OPTIONS = (OPT_BRIDGE_NAME, OPT_ICC, OPT_MASQ, OPT_HOST_BINDING, OPT_MTU)
 
 def new_id() -> str:
     """64 hex characters, as Docker's object IDs."""
-    return secrets.token_hex(32)
+    return os.urandom(32).hex()
 
 
 def now_iso() -> str:
     """Docker's RFC 3339 timestamp with nanoseconds ('...T15:19:30.643645103Z')."""
-    t = datetime.now(timezone.utc)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond:06d}000Z"
+    import time
+
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"
 
 
 def mac_for(ip: str) -> str:
     """Docker's MAC: 02:42 followed by the four IPv4 bytes."""
+    import ipaddress
+
     b = ipaddress.IPv4Address(ip).packed
     return "02:42:" + ":".join(f"{x:02x}" for x in b)
 
@@ -114,7 +116,7 @@ class Network:
 
     def prefixlen(self) -> int:
         assert self.ipam is not None
-        return ipaddress.ip_network(self.ipam.subnet, strict=False).prefixlen
+        return int(self.ipam.subnet.rsplit("/", 1)[1])
 
 
 @dataclass

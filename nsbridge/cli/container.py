@@ -17,6 +17,13 @@ def _engine(host: Host):
     return Engine(host.root, host.netns)
 
 
+def _reader(host: Host):
+    """Read-only verbs: the store and views only, no operations, no pyroute2."""
+    from nsbridge.engine.views import Reader
+
+    return Reader(host.root, host.netns)
+
+
 def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-d", "--detach", action="store_true")
     p.add_argument("-i", "--interactive", action="store_true")
@@ -204,7 +211,7 @@ def cmd_ps(a: argparse.Namespace, host: Host) -> int:
     from nsbridge.cli.output import print_rows
     from nsbridge.render import tables
 
-    with _engine(host) as e:
+    with _reader(host) as e:
         cs = e.ps(all=a.all or bool(a.filter))
         cs = [c for c in cs if _ps_match(c, a.filter)]
         rows = [tables.container_row(c, e.ports_text(c), e.networks_text(c), a.no_trunc) for c in cs]
@@ -236,7 +243,7 @@ def cmd_exec(a: argparse.Namespace, host: Host) -> int:
         raise Usage('"exec" requires at least 2 arguments.\nSee \'nsbridge exec --help\'.')
     if a.tty and not os.isatty(0):
         raise InvalidArgument("the input device is not a TTY")
-    with _engine(host) as e:
+    with _reader(host) as e:
         c, entry = e.exec_entry(ref)
     if a.detach:
         process.check_command(cmd)
@@ -258,7 +265,7 @@ def cmd_inspect(a: argparse.Namespace, host: Host) -> int:
 
     kind = a.type or a.inspect_kind
     objs, errors = [], []
-    with _engine(host) as e:
+    with _reader(host) as e:
         for name in a.names:
             try:
                 objs.append(e.inspect_any(name, kind))
@@ -274,7 +281,7 @@ def cmd_inspect(a: argparse.Namespace, host: Host) -> int:
 
 
 def cmd_logs(a: argparse.Namespace, host: Host) -> int:
-    with _engine(host) as e:
+    with _reader(host) as e:
         c = e.container(a.container)
         path = os.path.join(host.container_dir(c.id), "log")
         lines = None if a.tail == "all" else int(a.tail)
@@ -303,7 +310,7 @@ def cmd_logs(a: argparse.Namespace, host: Host) -> int:
 
 
 def cmd_port(a: argparse.Namespace, host: Host) -> int:
-    with _engine(host) as e:
+    with _reader(host) as e:
         c = e.ps_state(e.container(a.container))
         lines = e.port_lines(c, a.port)
     sys.stdout.write("".join(line + "\n" for line in lines))

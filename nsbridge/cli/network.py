@@ -14,6 +14,12 @@ def _engine(host: Host):
     return Engine(host.root, host.netns)
 
 
+def _reader(host: Host):
+    from nsbridge.engine.views import Reader
+
+    return Reader(host.root, host.netns)
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("network", help="Manage networks")
     nsub = p.add_subparsers(dest="nverb", metavar="COMMAND", parser_class=type(p))
@@ -72,7 +78,7 @@ def cmd_ls(a: argparse.Namespace, host: Host) -> int:
     from nsbridge.cli.output import print_rows
     from nsbridge.render import tables
 
-    with _engine(host) as e:
+    with _reader(host) as e:
         nets = [n for n in e.network_ls() if tables.network_matches(n, a.filter)]
     rows = [tables.network_row(n, a.no_trunc) for n in nets]
     print_rows(rows, tables.NETWORK_COLUMNS, a.format, a.quiet)
@@ -113,7 +119,7 @@ def cmd_inspect(a: argparse.Namespace, host: Host) -> int:
     from nsbridge.cli.output import print_inspect
 
     objs, errors = [], []
-    with _engine(host) as e:
+    with _reader(host) as e:
         for name in a.names:
             try:
                 objs.append(e.network_inspect(name))

@@ -52,24 +52,6 @@ class RunSpec:
 
 
 class ContainerOps(EndpointOps):
-    # -- lookups ----------------------------------------------------------------
-    def container(self: "Engine", ref: str) -> Container:
-        c = self.store.find_container(ref)
-        if c is None:
-            raise NotFound(f"No such container: {ref}")
-        return c
-
-    def ps(self: "Engine", all: bool = False) -> list[Container]:
-        self.ensure_ready()
-        out = []
-        for c in self.store.containers():
-            if c.running and c.pid and not procs.alive(c.pid, c.pid_start):
-                c.state = "exited"  # noticed here, recorded by the next mutating command
-                c.exit_code = self._exit_code(c)
-            if all or c.running:
-                out.append(c)
-        return out
-
     # -- create / run -----------------------------------------------------------
     def _validate_spec(self: "Engine", spec: RunSpec) -> validate.NetworkSpec:
         if spec.name is not None:
@@ -292,13 +274,6 @@ class ContainerOps(EndpointOps):
         self.stop(ref, timeout)
         return self.start(ref)
 
-    def _exit_code(self: "Engine", c: Container, default: int = 0) -> int:
-        try:
-            with open(os.path.join(self.host.container_dir(c.id), "exitcode")) as f:
-                return int(f.read().strip() or default)
-        except (OSError, ValueError):
-            return default
-
     def _release(self: "Engine", k: "Kernel", c: Container, code: int) -> None:
         """Running -> exited: processes gone, endpoints released (no address,
         no DNS answer); name, ID, config and files stay."""
@@ -452,14 +427,6 @@ class ContainerOps(EndpointOps):
                 self._write_files(c, [e for e in self.store.endpoints_of(c.id) if e.ip])
 
     # -- exec ------------------------------------------------------------------------------
-    def exec_entry(self: "Engine", ref: str):
-        """(container, how to enter it) for `exec`; refuses stopped containers."""
-        self.ensure_ready()
-        c = self.container(ref)
-        if not c.running or (c.pid and not procs.alive(c.pid, c.pid_start)):
-            raise Conflict(f"Container {c.id} is not running")
-        return c, self._entry(c)
-
     def exec(self: "Engine", ref: str, cmd: list[str], env: list[str] | None = None, timeout: float | None = 30,
              input: bytes | None = None) -> subprocess.CompletedProcess:
         """Run CMD in the container and wait: the library's `exec`."""

@@ -15,14 +15,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from nsbridge.engine.containers import ContainerOps
-from nsbridge.engine.host import Host
-from nsbridge.engine.lock import HostLock
 from nsbridge.engine.networks import NetworkOps
 from nsbridge.engine.reconcile import ReconcileOps
 from nsbridge.engine.views import ViewOps
-from nsbridge.errors import NotFound
 from nsbridge.model import IpamConfig, Network, new_id, now_iso
-from nsbridge.state.store import Store
 
 log = logging.getLogger("nsbridge")
 
@@ -36,24 +32,7 @@ class Kernel:
 
 
 class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps):
-    def __init__(self, root: str | None = None, host_netns: str | None = None) -> None:
-        self.host = Host.from_env(root, host_netns)
-        self.host.prepare_root()
-        self.store = Store(self.host.db)
-        self.lock = HostLock(self.host.lock)
-        self._k: Kernel | None = None
-        self._depth = 0
-        self._pending_resolver: dict = {}
-        self._attached = None
-
-    def close(self) -> None:
-        self.store.close()
-
-    def __enter__(self) -> "Engine":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    """All operations; construction and lookups come from EngineBase (via ViewOps)."""
 
     # -- sessions --------------------------------------------------------------
     @contextlib.contextmanager
@@ -82,13 +61,6 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps):
                     self._depth = 0
                     self._k.link.close()
                     self._k = None
-
-    def ensure_ready(self) -> None:
-        """First use of a state root: record the predefined networks (read-only
-        commands call this so that `network ls` shows them from the start)."""
-        if self.store.get_meta("initialized") != "1":
-            with self._session():
-                pass
 
     def _ensure_sandbox(self) -> None:
         """Create the sandbox host namespace if it is missing: loopback up,
@@ -185,13 +157,6 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps):
             if not addr.startswith("127."):
                 out.append(ipaddress.IPv4Network(f"{addr}/{plen}", strict=False))
         return out
-
-    # -- lookups -----------------------------------------------------------------
-    def network(self, ref: str) -> Network:
-        n = self.store.find_network(ref)
-        if n is None:
-            raise NotFound(f"network {ref} not found")
-        return n
 
     def system_info(self) -> dict:
         self.ensure_ready()

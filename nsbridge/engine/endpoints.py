@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from typing import TYPE_CHECKING
 
 from nsbridge.engine import files
@@ -23,21 +22,10 @@ if TYPE_CHECKING:
 
 
 def new_endpoint_id() -> str:
-    return secrets.token_hex(32)
+    return os.urandom(32).hex()
 
 
 class EndpointOps:
-    def _netns_path(self: "Engine", c: Container) -> str | None:
-        """The netns a container's processes join (host mode: the host's)."""
-        from nsbridge.kernel import ns
-
-        if c.network_mode == "host":
-            return self.host.netns_path
-        if c.network_mode.startswith("container:"):
-            other = self.store.container(c.network_mode.split(":", 1)[1])
-            return self._netns_path(other)
-        return ns.netns_path(c.netns) if c.netns else None
-
     def _assign_ip(self: "Engine", net: Network, ep: Endpoint, fresh: set[str]) -> str:
         assert net.ipam is not None
         taken = self.store.taken_ips(net.id) | fresh
@@ -196,22 +184,6 @@ class EndpointOps:
         for fname, text in (("hosts", hosts), ("resolv.conf", resolv), ("hostname", c.hostname + "\n")):
             with open(os.path.join(d, fname), "w") as f:
                 f.write(text)
-
-    def _entry(self: "Engine", c: Container):
-        from nsbridge.engine.process import Entry
-
-        d = self.host.container_dir(c.id)
-        if c.network_mode == "host":
-            return Entry(self.host.netns_path, None, {})
-        if c.network_mode.startswith("container:"):
-            other = self.store.container(c.network_mode.split(":", 1)[1])
-            od = self.host.container_dir(other.id)
-            binds = {f"/etc/{n}": os.path.join(od, n) for n in ("hosts", "resolv.conf", "hostname")}
-            return Entry(self._netns_path(c), other.hostname, binds)
-        binds = {f"/etc/{n}": os.path.join(d, n) for n in ("hosts", "resolv.conf", "hostname")}
-        if not c.netns:
-            raise NotFound(f"container {c.name} has no network namespace")
-        return Entry(self._netns_path(c), c.hostname, binds)
 
     def _remove_port_rules(self: "Engine", k: "Kernel", c: Container) -> None:
         """Filled in by the ports feature; no published ports, nothing to do."""

@@ -147,10 +147,6 @@ class NetworkOps:
                 removed.append(net.name)
         return removed
 
-    def network_ls(self: "Engine") -> list[Network]:
-        self.ensure_ready()
-        return self.store.networks()
-
     # -- resolvers ----------------------------------------------------------------
     def _start_resolver(self: "Engine", plan: Plan, net: Network) -> None:
         try:
@@ -201,8 +197,3 @@ class NetworkOps:
                 continue
             with self.store.tx():
                 self.store.put_resolver(net.id, info.pid, info.pid_start, info.address, info.log)
-
-    def check_subnet_free(self: "Engine", subnet: str) -> None:
-        for n in self.store.networks():
-            if n.ipam and ipaddress.IPv4Network(n.ipam.subnet).overlaps(ipaddress.IPv4Network(subnet)):
-                raise InvalidArgument("Pool overlaps with other one on this address space")

@@ -1,8 +1,10 @@
 """Read-only views for inspect, ps and ls: store reads only, no kernel, no lock."""
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
+from nsbridge.engine.base import EngineBase
 from nsbridge.errors import NotFound
 from nsbridge.model import Container, Endpoint, Network
 from nsbridge.render import inspect as render
@@ -11,7 +13,22 @@ if TYPE_CHECKING:
     from nsbridge.engine.core import Engine
 
 
-class ViewOps:
+class ViewOps(EngineBase):
+    """Read-only views; a ViewOps alone is the Reader of read-only commands."""
+
+    def network_ls(self: "Engine") -> list[Network]:
+        self.ensure_ready()
+        return self.store.networks()
+
+    def ps(self: "Engine", all: bool = False) -> list[Container]:
+        self.ensure_ready()
+        out = []
+        for c in self.store.containers():
+            self.ps_state(c)
+            if all or c.running:
+                out.append(c)
+        return out
+
     def network_inspect(self: "Engine", ref: str) -> dict:
         self.ensure_ready()
         n = self.network(ref)
@@ -51,6 +68,43 @@ class ViewOps:
         return render.container(
             c, self.container_endpoints(c), self.host.container_dir(c.id), netns_path(c.netns) if c.netns else ""
         )
+
+    def exec_entry(self: "Engine", ref: str):
+        """(container, how to enter it) for `exec`; refuses stopped containers."""
+        from nsbridge.errors import Conflict
+
+        self.ensure_ready()
+        c = self.ps_state(self.container(ref))
+        if not c.running:
+            raise Conflict(f"Container {c.id} is not running")
+        return c, self._entry(c)
+
+    def _netns_path(self: "Engine", c: Container) -> str | None:
+        """The netns a container's processes join (host mode: the host's)."""
+        from nsbridge.kernel import ns
+
+        if c.network_mode == "host":
+            return self.host.netns_path
+        if c.network_mode.startswith("container:"):
+            other = self.store.container(c.network_mode.split(":", 1)[1])
+            return self._netns_path(other)
+        return ns.netns_path(c.netns) if c.netns else None
+
+    def _entry(self: "Engine", c: Container):
+        from nsbridge.engine.process import Entry
+
+        d = self.host.container_dir(c.id)
+        if c.network_mode == "host":
+            return Entry(self.host.netns_path, None, {})
+        if c.network_mode.startswith("container:"):
+            other = self.store.container(c.network_mode.split(":", 1)[1])
+            od = self.host.container_dir(other.id)
+            binds = {f"/etc/{n}": os.path.join(od, n) for n in ("hosts", "resolv.conf", "hostname")}
+            return Entry(self._netns_path(c), other.hostname, binds)
+        binds = {f"/etc/{n}": os.path.join(d, n) for n in ("hosts", "resolv.conf", "hostname")}
+        if not c.netns:
+            raise NotFound(f"container {c.name} has no network namespace")
+        return Entry(self._netns_path(c), c.hostname, binds)
 
     def ps_state(self: "Engine", c: Container) -> Container:
         """The state as it is now (a detached command may have exited since)."""
@@ -105,3 +159,6 @@ class ViewOps:
                 raise _NF(f"No public port '{port}' published for {c.name}")
             return [f"{p.host_ip or '0.0.0.0'}:{p.host_port}" for p in found]
         return [f"{p.key()} -> {p.host_ip or '0.0.0.0'}:{p.host_port}" for p in bindings]
+
+
+Reader = ViewOps

@@ -1,0 +1,71 @@
+"""What every engine object has: the host, the store, the lock, lookups.
+
+Read-only commands (ls, ps, inspect, exec) use a Reader built on this alone,
+so they import neither the operations nor pyroute2 (Python start-up is the
+cost of a one-shot CLI: kernel-costs.md 5b).
+"""
+from __future__ import annotations
+
+import os
+
+from nsbridge.engine.host import Host
+from nsbridge.engine.lock import HostLock
+from nsbridge.errors import NotFound
+from nsbridge.model import Container, Network
+from nsbridge.state.store import Store
+
+
+class EngineBase:
+    def __init__(self, root: str | None = None, host_netns: str | None = None) -> None:
+        self.host = Host.from_env(root, host_netns)
+        self.host.prepare_root()
+        self.store = Store(self.host.db)
+        self.lock = HostLock(self.host.lock)
+        self._k = None
+        self._depth = 0
+        self._pending_resolver: dict = {}
+        self._attached = None
+        #: one-line warnings for the CLI to print (Docker's WARNING: lines)
+        self.warnings: list[str] = []
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def ensure_ready(self) -> None:
+        """First use of a state root: record the predefined networks (read-only
+        commands call this so that `network ls` shows them from the start)."""
+        if self.store.get_meta("initialized") == "1":
+            return
+        from nsbridge.engine.core import Engine
+
+        if isinstance(self, Engine):
+            with self._session():
+                pass
+        else:
+            with Engine(self.host.root, self.host.netns) as e:
+                e.ensure_ready()
+
+    def network(self, ref: str) -> Network:
+        n = self.store.find_network(ref)
+        if n is None:
+            raise NotFound(f"network {ref} not found")
+        return n
+
+    def container(self, ref: str) -> Container:
+        c = self.store.find_container(ref)
+        if c is None:
+            raise NotFound(f"No such container: {ref}")
+        return c
+
+    def _exit_code(self, c: Container, default: int = 0) -> int:
+        try:
+            with open(os.path.join(self.host.container_dir(c.id), "exitcode")) as f:
+                return int(f.read().strip() or default)
+        except (OSError, ValueError):
+            return default
