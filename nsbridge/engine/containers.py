@@ -111,8 +111,7 @@ class ContainerOps(EndpointOps):
                     "You have to remove (or rename) that container to be able to reuse that name."
                 )
         else:
-            taken = {c.name for c in self.store.containers()}
-            name = random_name(taken)
+            name = random_name(self.store.name_taken)
         cid = new_id()
         c = Container(
             id=cid,
@@ -279,8 +278,8 @@ class ContainerOps(EndpointOps):
         no DNS answer); name, ID, config and files stay."""
         self._release_kernel(k, c)
         # containers sharing this one's netns lose their network too
-        for other in self.store.containers():
-            if other.running and other.network_mode == f"container:{c.id}":
+        for other in self.store.sharing_netns_of(c.id):
+            if other.running:
                 if other.pid:
                     procs.terminate(other.pid, other.pid_start, 0)
                 self._mark_exited(other, 137)
@@ -298,14 +297,18 @@ class ContainerOps(EndpointOps):
                 ep.ip, ep.endpoint_id, ep.ifname, ep.host_ifname = None, "", "", ""
                 self.store.put_endpoint(ep)
 
-    def _reap(self: "Engine", k: "Kernel") -> None:
-        """Record containers whose command exited (or whose netns vanished,
-        after a reboot) as exited, releasing their endpoints."""
+    def _reap(self: "Engine", k: "Kernel", full: bool = False) -> None:
+        """Record containers whose command exited as exited, releasing their
+        endpoints. FULL also checks every running container's netns (gone
+        after a reboot); otherwise only containers with a process are read."""
         from nsbridge.kernel import ns
 
-        for c in self.store.containers():
-            if not c.running:
-                continue
+        if full:
+            candidates = [c for c in self.store.containers() if c.running]
+        else:
+            ids = [cid for cid, pid, start in self.store.running_processes() if not procs.alive(pid, start)]
+            candidates = [self.store.container(cid) for cid in ids]
+        for c in candidates:
             dead = bool(c.pid) and not procs.alive(c.pid, c.pid_start)
             gone = bool(c.netns) and not ns.netns_exists(c.netns)
             if dead or gone:

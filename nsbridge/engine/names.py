@@ -37,7 +37,9 @@ RIGHT = (
 ).split()
 
 
-def random_name(taken: set[str], rng: random.Random | None = None) -> str:
+def random_name(taken, rng: random.Random | None = None) -> str:
+    """A free name; TAKEN is a set of names or a predicate."""
+    is_taken = taken if callable(taken) else taken.__contains__
     r = rng or random.SystemRandom()
     for attempt in range(1000):
         name = f"{r.choice(LEFT)}_{r.choice(RIGHT)}"
@@ -45,6 +47,6 @@ def random_name(taken: set[str], rng: random.Random | None = None) -> str:
             continue
         if attempt > 10:
             name += str(r.randint(0, 9))
-        if name not in taken:
+        if not is_taken(name):
             return name
     raise RuntimeError("could not generate a free container name")

@@ -22,7 +22,8 @@ CREATE TABLE IF NOT EXISTS networks(
   id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL, driver TEXT NOT NULL,
   bridge TEXT, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS containers(
-  id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL, state TEXT NOT NULL, data TEXT NOT NULL);
+  id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL, state TEXT NOT NULL,
+  pid INTEGER NOT NULL DEFAULT 0, pid_start INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS endpoints(
   container_id TEXT NOT NULL, network_id TEXT NOT NULL, position INTEGER NOT NULL,
   ip TEXT, mac TEXT, endpoint_id TEXT, ifname TEXT, host_ifname TEXT,
@@ -168,9 +169,27 @@ class Store:
 
     def put_container(self, c: Container) -> None:
         self.db.execute(
-            "INSERT OR REPLACE INTO containers(id, name, state, data) VALUES (?, ?, ?, ?)",
-            (c.id, c.name, c.state, json.dumps(c.to_dict())),
+            "INSERT OR REPLACE INTO containers(id, name, state, pid, pid_start, data) VALUES (?, ?, ?, ?, ?, ?)",
+            (c.id, c.name, c.state, c.pid, c.pid_start, json.dumps(c.to_dict())),
         )
+
+    def sharing_netns_of(self, container_id: str) -> list[Container]:
+        """Containers run with --network container:ID."""
+        rows = self.db.execute(
+            "SELECT data FROM containers WHERE json_extract(data, '$.network_mode') = ?",
+            (f"container:{container_id}",),
+        ).fetchall()
+        return [Container.from_dict(json.loads(r[0])) for r in rows]
+
+    def name_taken(self, name: str) -> bool:
+        return self.db.execute("SELECT 1 FROM containers WHERE name = ?", (name,)).fetchone() is not None
+
+    def running_processes(self) -> list[tuple[str, int, int]]:
+        """(id, pid, start) of running containers with a main process: what
+        every operation checks for exits, without decoding every container."""
+        return self.db.execute(
+            "SELECT id, pid, pid_start FROM containers WHERE state = 'running' AND pid > 0"
+        ).fetchall()
 
     def delete_container(self, id_: str) -> None:
         self.db.execute("DELETE FROM containers WHERE id = ?", (id_,))
