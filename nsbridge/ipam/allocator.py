@@ -17,18 +17,19 @@ def usable(subnet: str, ip_range: str | None) -> ipaddress.IPv4Network:
 def allocate(
     subnet: str, gateway: str, ip_range: str | None, taken: Collection[str], network_label: str
 ) -> str:
-    """Lowest free host address; skips network, broadcast and gateway."""
+    """Lowest free host address; skips network, broadcast and gateway.
+
+    Works on integers and probes TAKEN (strings) only per candidate, so the
+    cost does not grow with the number of containers on the network."""
     net = ipaddress.IPv4Network(subnet)
     rng = usable(subnet, ip_range)
-    skip = {net.network_address, net.broadcast_address, ipaddress.IPv4Address(gateway)}
-    taken_set = {ipaddress.IPv4Address(t) for t in taken}
-    start = int(rng.network_address)
-    end = int(rng.broadcast_address)
-    for i in range(start, end + 1):
-        a = ipaddress.IPv4Address(i)
-        if a in skip or a in taken_set:
+    skip = {int(net.network_address), int(net.broadcast_address), int(ipaddress.IPv4Address(gateway))}
+    for i in range(int(rng.network_address), int(rng.broadcast_address) + 1):
+        if i in skip:
             continue
-        return str(a)
+        a = str(ipaddress.IPv4Address(i))
+        if a not in taken:
+            return a
     raise Conflict(f"no available IPv4 addresses on this network's address pools: {network_label}")
 
 
