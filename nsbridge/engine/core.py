@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from nsbridge.engine.containers import ContainerOps
 from nsbridge.engine.networks import NetworkOps
 from nsbridge.engine.reconcile import ReconcileOps
+from nsbridge.engine.standins import StandinOps
 from nsbridge.engine.views import ViewOps
 from nsbridge.model import IpamConfig, Network, new_id, now_iso
 
@@ -60,7 +61,7 @@ class Kernel:
             self._link = None
 
 
-class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps):
+class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps):
     """All operations; construction and lookups come from EngineBase (via ViewOps)."""
 
     # -- sessions --------------------------------------------------------------
@@ -96,24 +97,23 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps):
                     self._k = None
 
     def _ensure_sandbox(self) -> None:
-        """Create the sandbox host namespace if it is missing: loopback up,
-        forwarding on, bridge netfilter on (for icc and isolation)."""
-        if self.host.netns is None:
-            from nsbridge.kernel import sysctl
-
-            sysctl.try_write("net.ipv4.ip_forward", 1)
-            self._bridge_nf()
+        """Create the sandbox host namespace if it is missing (loopback up)."""
+        if self.host.netns is None or self.host.exists():
             return
-        if self.host.exists():
-            return
-        from nsbridge.kernel import ns, netlink, sysctl
+        from nsbridge.kernel import netlink, ns
 
         with ns.returning():
             link, fd = netlink.open_in_new_netns(self.host.netns)
             os.close(fd)
-            sysctl.write("net.ipv4.ip_forward", 1)
-            self._bridge_nf()
             link.close()
+
+    def _host_sysctls(self) -> None:
+        """Forwarding on, bridge netfilter on (icc and isolation need it); in
+        the host namespace, at first use and after a reboot."""
+        from nsbridge.kernel import sysctl
+
+        sysctl.try_write("net.ipv4.ip_forward", 1)
+        self._bridge_nf()
 
     @staticmethod
     def _bridge_nf() -> None:
@@ -129,11 +129,13 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps):
         """Predefined networks in the store, and the host's own kernel objects
         (chains, bridges, resolvers) present; restores them after a reboot."""
         if self.store.get_meta("initialized") != "1":
+            self._host_sysctls()
             self._init_predefined(k)
         nets = [n for n in self.store.networks() if n.driver == "bridge"]
         # one netlink get per bridge: a dump would grow with every veth on the host
         missing = [n for n in nets if not k.has_link(n.bridge)]
         if missing:
+            self._host_sysctls()
             k.fw.ensure_base()
             for n in missing:
                 log.info("restoring network %s (bridge %s missing)", n.name, n.bridge)
@@ -145,12 +147,14 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps):
         from nsbridge.ipam.pools import pick_pool
 
         links = {li.name: li for li in k.link.links()}
+        docker_note = ""
         taken = self._host_routes(k)
         bridge_name, subnet = "docker0", ipaddress.IPv4Network("172.17.0.0/16")
         other = links.get("docker0")
         if other is not None and not other.alias.startswith("nsbridge:"):
             # Docker itself runs here: never touch its docker0 or its pool.
             bridge_name = next(f"nsbr{i}" for i in range(100) if f"nsbr{i}" not in links)
+            docker_note = f"docker0 exists and is not ours (Docker?): nsbridge's default bridge is {bridge_name}"
         if any(subnet.overlaps(t) for t in taken):
             subnet = pick_pool(taken)
         gw = str(next(subnet.hosts()))
@@ -180,6 +184,8 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps):
             for n in (bridge, host, none):
                 self.store.put_network(n)
             self.store.set_meta("initialized", "1")
+            if docker_note:
+                self.store.set_meta("docker", docker_note + f" on {subnet}")
 
     def _host_routes(self, k: Kernel) -> list[ipaddress.IPv4Network]:
         out = []
@@ -212,4 +218,5 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps):
                 for nid, (pid, _s, addr, logf) in resolvers.items()
             },
             "UpstreamResolvConf": self.host.upstream_resolv,
+            "Docker": self.store.get_meta("docker", "") or "",
         }
