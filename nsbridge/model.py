@@ -178,6 +178,7 @@ class Container:
     publish_all: bool = False
     exposed: list[str] = field(default_factory=list)  # "5000/tcp"
     restart_policy: str = "no"
+    stopped_by_user: bool = False  # `unless-stopped` stays down after a reboot only then
     standin: str = ""  # catalog entry the container runs instead of a command
 
     @property

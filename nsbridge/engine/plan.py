@@ -18,6 +18,26 @@ from nsbridge.errors import KernelError, NsbridgeError
 log = logging.getLogger("nsbridge")
 
 
+def _pause(name: str) -> None:
+    """Stop before a step until a signal comes (tests of Ctrl-C mid-operation):
+    announce it with a file `paused` in the state root."""
+    import time
+
+    root = os.environ.get("NSBRIDGE_ROOT", "/tmp")
+    with open(os.path.join(root, "paused"), "w") as f:
+        f.write(name)
+    time.sleep(60)
+
+
+def checkpoint(name: str) -> None:
+    """A named point in a teardown (which has no undo): the same fault
+    injection as Plan.step, so crash tests reach every step of every operation."""
+    if os.environ.get("NSBRIDGE_TEST_FAIL_AT") == name:
+        raise KernelError(f"injected failure at step {name}")
+    if os.environ.get("NSBRIDGE_TEST_CRASH_AFTER") == name:
+        os._exit(137)
+
+
 @dataclass
 class Plan:
     name: str
@@ -28,6 +48,8 @@ class Plan:
     def step(self, name: str, do: Callable[[], object], undo: Callable[[], object] | None = None) -> object:
         if self.fail_at == name:
             raise KernelError(f"injected failure at step {name}")
+        if os.environ.get("NSBRIDGE_TEST_PAUSE_AT") == name:
+            _pause(name)
         result = do()
         if undo is not None:
             self.undos.append((name, undo))
@@ -36,7 +58,14 @@ class Plan:
         return result
 
     def rollback(self) -> list[str]:
-        """Undo in reverse, carrying on past errors; returns their texts."""
+        """Undo in reverse, carrying on past errors; returns their texts.
+        A second Ctrl-C must not cut the undoing short: signals wait."""
+        from nsbridge.engine.signals import held
+
+        with held():
+            return self._rollback()
+
+    def _rollback(self) -> list[str]:
         errors = []
         while self.undos:
             name, undo = self.undos.pop()
