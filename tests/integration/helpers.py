@@ -1,6 +1,7 @@
 """Small helpers for integration tests."""
 from __future__ import annotations
 
+import json
 import time
 
 from nsbridge.sandbox import Sandbox
@@ -37,3 +38,35 @@ def wait_listening(sb: Sandbox, name: str, port: int, timeout: float = 5.0) -> N
             return
         time.sleep(0.05)
     raise AssertionError(f"{name} is not listening on {port}")
+
+
+def _alias_links(sb) -> dict[str, str]:
+    """name -> ifalias of the sandbox host's devices that carry our mark."""
+    out = json.loads(sb.host_run("ip", "-j", "-d", "link", check=True).stdout)
+    return {li["ifname"]: li.get("ifalias", "") for li in out if li.get("ifalias", "").startswith("nsbridge:")}
+
+
+def assert_consistent(sb) -> None:
+    ps = sb.cli("ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}} {{.State}}", check=True).stdout.split("\n")
+    running = {line.split()[1] for line in ps if line and line.split()[2] == "running"}
+    # namespaces: exactly the running containers' (plus the sandbox host itself)
+    assert sb.netns_names() == sorted([sb.name] + [f"{sb.name}-{n}" for n in running])
+    # marked devices: bridges of recorded networks, veths of live endpoints
+    nets = json.loads(sb.cli("network", "inspect", *sb.cli("network", "ls", "-q", check=True).stdout.split(),
+                             check=True).stdout)
+    net_ids = {n["Id"] for n in nets}
+    live_eps = {c["EndpointID"] for n in nets for c in n["Containers"].values()}
+    for name, alias in _alias_links(sb).items():
+        oid = alias.split(":", 1)[1]
+        assert oid in net_ids or oid in live_eps, f"stray device {name} ({alias})"
+    for n in nets:
+        if n["Driver"] == "bridge":
+            dev = n["Options"].get("com.docker.network.bridge.name") or f"br-{n['Id'][:12]}"
+            assert sb.host_run("ip", "link", "show", dev).returncode == 0, f"bridge of {n['Name']} missing"
+    # resolvers: exactly one live process per user bridge
+    user_nets = [n for n in nets if n["Driver"] == "bridge" and n["Name"] != "bridge"]
+    resolvers = [p for p in sb.processes() if "nsbridge.dns.server" in p]
+    assert len(resolvers) == len(user_nets), resolvers
+    # and the explicit check finds nothing left to do (rules included)
+    again = sb.cli("system", "reconcile", check=True).stdout
+    assert again.strip() == "nothing to do: the store and the kernel agree", again
