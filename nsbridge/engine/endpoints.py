@@ -140,36 +140,41 @@ class EndpointOps:
 
     # -- files ----------------------------------------------------------------------
     def _write_files(self: "Engine", c: Container, live: list[Endpoint]) -> None:
+        """The container's hosts, resolv.conf and hostname as Docker writes them
+        (nsbridge/engine/files.py says how), for its live endpoints in attach order."""
         d = self.host.container_dir(c.id)
         os.makedirs(d, mode=0o700, exist_ok=True)
+        live = sorted((e for e in live if e.ip), key=lambda e: e.position)
         nets = {e.network_id: self.store.network(e.network_id) for e in live}
+        default = next((n for n in self.store.networks() if n.is_default_bridge), None)
         extra: list[files.HostsEntry] = []
-        primary = live[0] if live else None
-        gw = nets[primary.network_id].ipam.gateway if primary else None  # type: ignore[union-attr]
         for h in c.extra_hosts:
             name, _, ip = h.partition(":")
             if ip == "host-gateway":
-                if gw is None:
+                # Docker's HostGatewayIP: the default bridge's address, on any network.
+                if default is None or default.ipam is None:
                     continue
-                ip = gw
+                ip = default.ipam.gateway
             extra.append(files.HostsEntry(ip, [name]))
         for link in c.links:
             name, _, alias = link.partition(":")
             other = self.store.find_container(name)
             if other is None:
                 continue
-            oeps = [e for e in self.store.endpoints_of(other.id) if e.ip]
-            if oeps:
-                names = ([alias] if alias and alias != other.name else []) + [other.hostname, other.name]
-                extra.append(files.HostsEntry(oeps[0].ip or "", names))
+            oep = next((e for e in self.store.endpoints_of(other.id)
+                        if e.ip and default is not None and e.network_id == default.id), None)
+            if oep is not None and oep.ip:
+                extra.append(files.HostsEntry(oep.ip, files.link_names(alias or name, other.hostname, other.name)))
         dns_net = next((nets[e.network_id] for e in live if nets[e.network_id].has_dns), None)
-        if primary is not None and dns_net is None and gw and not any(
+        primary = nets[live[0].network_id] if live else None
+        if primary is not None and primary.ipam is not None and dns_net is None and not any(
             "host.docker.internal" in e.names for e in extra
         ):
-            # Docker on Linux lacks it without --add-host; the tutorials expect it.
-            extra.append(files.HostsEntry(gw, ["host.docker.internal"]))
-        own = files.HostsEntry(primary.ip or "", [c.hostname]) if primary else None
-        if c.network_mode in ("host",):
+            # Docker on Linux lacks it without --add-host; the tutorials expect it. On
+            # user networks the resolver answers it (the querier's gateway).
+            extra.append(files.HostsEntry(primary.ipam.gateway, ["host.docker.internal"]))
+        own = [files.HostsEntry(e.ip or "", files.own_names(c.hostname)) for e in live]
+        if c.network_mode == "host":
             with open("/etc/hosts") as f:
                 hosts = f.read()
         else:
@@ -182,6 +187,7 @@ class EndpointOps:
         embedded = dns_net.ipam.gateway if dns_net and dns_net.ipam else None
         resolv = files.resolv_conf(embedded, upstream, c.dns, c.dns_search, c.dns_options)
         for fname, text in (("hosts", hosts), ("resolv.conf", resolv), ("hostname", c.hostname + "\n")):
+            # Rewritten in place (same inode): running containers see the bind-mounted file change.
             with open(os.path.join(d, fname), "w") as f:
                 f.write(text)
 

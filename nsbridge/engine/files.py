@@ -1,6 +1,26 @@
 """A container's /etc/hosts, /etc/resolv.conf and /etc/hostname, as Docker
-writes them (shared/reference/docker/containers.txt). Pure text building;
-the engine writes the results under the state root."""
+writes them (shared/reference/docker/containers.txt; libnetwork's etchosts and
+resolvconf packages). Pure text building; the engine writes the results under
+the state root.
+
+/etc/hosts: the fixed head; the --add-host entries, then the --link entries
+(`ALIAS HOSTNAME NAME`, the name left out when it is the alias); then one line
+per network the container is attached to, in attach order, with its address
+there and its hostname (`FQDN SHORT` when the hostname has a dot), as Docker
+does on `run` and on each `network connect` (and, since moby#48857, removes on
+`disconnect`).
+
+resolv.conf: `search`, then `nameserver`, then `options` lines (Docker's
+resolvconf.Build). On a user network the only nameserver is the embedded
+resolver (the gateway of the container's first user network), with the host's
+(or --dns-search/--dns-option) search and options, and `ndots:0` appended unless
+an ndots option is already there; `--dns` servers are then the resolver's
+upstreams for that container, not resolv.conf lines. Elsewhere (default bridge,
+none, host) the nameservers are --dns or the host's, minus loopback ones a
+container cannot reach. Unlike Docker, no 8.8.8.8 fallback is invented when the
+host has none: a sandbox host has no route out, and nsbridge never picks a
+public resolver on the user's behalf.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -30,31 +50,48 @@ class Upstream:
     options: list[str] = field(default_factory=list)
 
 
+def _loopback(ns: str) -> bool:
+    return ns.startswith("127.") or ns in ("::1", "0:0:0:0:0:0:0:1")
+
+
 def parse_resolv_conf(text: str) -> Upstream:
+    """nameserver lines (loopback ones dropped: unreachable from a container, as
+    Docker filters them), the last search line, every options line."""
     up = Upstream()
     for line in text.splitlines():
         parts = line.split()
         if not parts or parts[0].startswith(("#", ";")):
             continue
         if parts[0] == "nameserver" and len(parts) > 1:
-            # A loopback resolver on the host is unreachable from a container.
-            if not parts[1].startswith("127.") and parts[1] != "::1":
+            if not _loopback(parts[1]):
                 up.nameservers.append(parts[1])
-        elif parts[0] in ("search", "domain"):
+        elif parts[0] == "search":
             up.search = parts[1:]
         elif parts[0] == "options":
             up.options += parts[1:]
     return up
 
 
-def hosts_file(extra: list[HostsEntry], own: HostsEntry | None) -> str:
+def own_names(hostname: str) -> list[str]:
+    """Docker's main record: `FQDN SHORT` for a dotted hostname, else the hostname."""
+    short, dot, _ = hostname.partition(".")
+    return [hostname, short] if dot and short else [hostname]
+
+
+def link_names(alias: str, hostname: str, name: str) -> list[str]:
+    """A --link entry: the alias, the linked container's hostname, and its name
+    unless that is the alias."""
+    return [alias, hostname] + ([name] if name != alias else [])
+
+
+def hosts_file(extra: list[HostsEntry], own: list[HostsEntry] | HostsEntry | None) -> str:
     """Docker's order: the fixed head, --add-host and --link entries, then the
-    container's own address and hostname."""
+    container's own address(es) and hostname."""
+    if isinstance(own, HostsEntry):
+        own = [own]
     out = HOSTS_HEAD
-    for e in extra:
+    for e in [*extra, *(own or [])]:
         out += f"{e.ip}\t{' '.join(e.names)}\n"
-    if own is not None:
-        out += f"{own.ip}\t{' '.join(own.names)}\n"
     return out
 
 
@@ -62,10 +99,10 @@ def resolv_conf(
     embedded: str | None, upstream: Upstream, dns: list[str], dns_search: list[str], dns_options: list[str]
 ) -> str:
     """User networks get the embedded resolver (the network's gateway) and
-    Docker's ndots:0; the default bridge gets the host's nameservers."""
+    Docker's ndots:0; the default bridge gets --dns or the host's nameservers."""
     search = dns_search or upstream.search
     lines = []
-    if search:
+    if search and " ".join(search).strip() != ".":  # `--dns-search .`: no search line
         lines.append("search " + " ".join(search))
     if embedded:
         lines.append(f"nameserver {embedded}")
@@ -73,7 +110,7 @@ def resolv_conf(
         lines += [f"nameserver {ns}" for ns in (dns or upstream.nameservers)]
     options = list(dns_options or upstream.options)
     if embedded and not any(o.startswith("ndots:") for o in options):
-        options.insert(0, "ndots:0")
+        options.append("ndots:0")
     if options:
         lines.append("options " + " ".join(options))
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" if lines else ""
