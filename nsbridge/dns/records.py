@@ -3,7 +3,8 @@
 This is the resolver's read-only view of the store schema (nsbridge/state/store.py):
 the only SQL outside the store, and only SELECTs, over
   meta(key='generation', value), networks(id, name, data JSON),
-  containers(id, name), endpoints(container_id, network_id, position, ip, aliases JSON).
+  containers(id, name, data JSON: only its "dns" list),
+  endpoints(container_id, network_id, position, ip, aliases JSON).
 An endpoint is live when its ip is not NULL; containers with no live endpoint are
 not answered. The whole view is loaded at once per store generation (three SELECTs),
 so a query costs one SELECT of the generation plus dict lookups.
@@ -18,7 +19,8 @@ Rules (Docker's embedded DNS, scoped per querier):
   Docker does) and answering the target's address on that network;
 - host.docker.internal is this network's gateway; PTR of container addresses is
   NAME.NETWORK; types other than A (or PTR) for our names get an empty NOERROR;
-  anything else is forwarded upstream by the server.
+  anything else is forwarded upstream by the server: to the querier's own `--dns`
+  servers when it has some (Docker's embedded DNS does the same), else to the host's.
 
 Must not import dnslib, sockets or pyroute2: pure lookups, testable without a server.
 """
@@ -40,7 +42,7 @@ _REV = ".in-addr.arpa"
 SQL_GENERATION = "SELECT value FROM meta WHERE key = 'generation'"
 SQL_NETWORKS = "SELECT data FROM networks"
 SQL_ENDPOINTS = (
-    "SELECT e.network_id, e.container_id, e.ip, e.aliases, c.name"
+    "SELECT e.network_id, e.container_id, e.ip, e.aliases, c.name, json_extract(c.data, '$.dns')"
     " FROM endpoints e JOIN containers c ON c.id = e.container_id"
     " WHERE e.ip IS NOT NULL ORDER BY e.position, e.container_id"
 )
@@ -113,6 +115,8 @@ class Snapshot:
     owner: dict[tuple[str, str], str] = field(default_factory=dict)
     #: container id -> ids of its resolver networks, in attach order
     nets_of: dict[str, list[str]] = field(default_factory=dict)
+    #: container id -> its own upstream servers (`run --dns`), when it has some
+    dns_of: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def load(conn: sqlite3.Connection) -> Snapshot:
@@ -129,10 +133,12 @@ def load(conn: sqlite3.Connection) -> Snapshot:
             continue  # not IPv4: this resolver serves IPv4 only
         snap.nets[n.id] = _Net(n.id, n.name, n.name.lower(), n.ipam.gateway, net & mask, mask, n.has_dns)
     names: dict[str, dict[str, list[str]]] = {}
-    for nid, cid, ip, aliases, cname in conn.execute(SQL_ENDPOINTS).fetchall():
+    for nid, cid, ip, aliases, cname, dns in conn.execute(SQL_ENDPOINTS).fetchall():
         net_ = snap.nets.get(nid)
         if net_ is None or not net_.dns:
             continue  # the default bridge has no names (Docker's legacy links only)
+        if dns and dns != "[]" and cid not in snap.dns_of:
+            snap.dns_of[cid] = tuple(x for x in json.loads(dns) if isinstance(x, str))
         snap.owner[(nid, ip)] = cid
         snap.nets_of.setdefault(cid, []).append(nid)
         snap.ptr.setdefault(nid, {})[ip] = f"{cname}.{net_.name}"
@@ -192,6 +198,11 @@ class Records:
         if cid is None:
             return (me.id,)
         return (me.id,) + tuple(n for n in self.snap.nets_of.get(cid, ()) if n != me.id)
+
+    def upstreams(self, src_ip: str) -> tuple[str, ...]:
+        """The querier's own `--dns` servers; () means the host's."""
+        cid = self.snap.owner.get((self.network_id, src_ip))
+        return self.snap.dns_of.get(cid, ()) if cid is not None else ()
 
     def lookup(self, view: View, qname: str, qtype: int) -> Answer:
         """The answer in a fixed order (rotation is the caller's: see Answer.rotated)."""

@@ -7,10 +7,14 @@ Answers come from records.py over one persistent read-only SQLite connection. Pa
 replies are cached per (querier view, query bytes after the ID) and dropped whenever
 the store's generation changes (one SELECT per query); a hit costs no DNS parsing,
 only an ID patch, with multi-address answers still rotated (one packed reply per
-rotation step). Other names go to the upstream servers of a resolv.conf-format file
-(`nameserver IP`; `IP#PORT` or `IP:PORT` too) over non-blocking UDP, tried in turn within ~2 s,
-then SERVFAIL. Malformed, truncated and oversized packets are dropped; no per-packet
-exception leaves the loop. Logs one line per start, stop and (rate-limited) error.
+rotation step). Other names go to the querier's own `--dns` servers if it has some
+(as Docker's embedded DNS does), else to the upstream servers of a resolv.conf-format
+file (`nameserver IP`; `IP#PORT` or `IP:PORT` too), over non-blocking UDP, tried in
+turn within ~2 s, then SERVFAIL. That file is stat()ed each time a query is forwarded
+(never on the local-answer path) and re-read when it changed, so a new upstream takes
+effect on the next forwarded query with no signal and no restart. Malformed, truncated
+and oversized packets are dropped; no per-packet exception leaves the loop. Logs one
+line per start, stop, upstream change and (rate-limited) error.
 
 Imports: dnslib, sqlite3, selectors, socket and records.py; not pyroute2, not threads,
 not asyncio (their cost is the point of this design, see DESIGN.md "Performance").
@@ -36,6 +40,7 @@ MAX_QUERY = 4096  # larger queries are not DNS queries we serve: dropped
 RECV_BATCH = 64  # datagrams drained per wakeup
 CACHE_MAX = 8192
 PENDING_MAX = 1024
+UPSTREAM_SOCKS_MAX = 64
 FORWARD_BUDGET = 2.0  # seconds for all upstreams together
 TCP_MAX_CONNS = 128
 TCP_IDLE = 10.0
@@ -50,18 +55,14 @@ def log(msg: str) -> None:
     sys.stderr.flush()
 
 
-def read_upstreams(path: str, own: tuple[str, int]) -> list[tuple]:
-    """`nameserver` lines as socket addresses, skipping our own (a forwarding loop)."""
+def parse_servers(hosts: list[str], own: tuple[str, int]) -> list[tuple]:
+    """Server strings (`IP`, `IP#PORT`, `IP:PORT`, `[IPv6]:PORT`) as (family, sockaddr),
+    skipping our own address (a forwarding loop) and what does not parse."""
     out: list[tuple] = []
-    try:
-        with open(path) as f:
-            lines = [x.split() for x in f]
-    except OSError:
-        return out
-    for host in [x[1] for x in lines if len(x) > 1 and x[0] == "nameserver"]:
+    for host in hosts:
         host, _, port = host.partition("#")
-        if not port and host.count(":") == 1:
-            host, _, port = host.partition(":")
+        if not port and (host.count(":") == 1 or host.startswith("[")):
+            host, _, port = host.rpartition(":") if host.startswith("[") else host.partition(":")
         try:
             ai = socket.getaddrinfo(host.strip("[]"), int(port or 53), flags=socket.AI_NUMERICHOST)[0]
         except (OSError, ValueError):
@@ -69,6 +70,49 @@ def read_upstreams(path: str, own: tuple[str, int]) -> list[tuple]:
         if ai[4][:2] != own and (ai[0], ai[4]) not in out:
             out.append((ai[0], ai[4]))
     return out
+
+
+def read_upstreams(path: str, own: tuple[str, int]) -> list[tuple]:
+    """`nameserver` lines of a resolv.conf-format file as (family, sockaddr)."""
+    try:
+        with open(path) as f:
+            lines = [x.split() for x in f]
+    except OSError:
+        return []
+    return parse_servers([x[1] for x in lines if len(x) > 1 and x[0] == "nameserver"], own)
+
+
+class HostUpstreams:
+    """The host's upstream servers, following changes to their file.
+
+    `get()` costs one stat(); the file is re-read when its identity, size or mtime
+    changed, and also while it is "racily clean" (modified less than a second before
+    we last read it: a second write within the same clock tick keeps the mtime)."""
+
+    def __init__(self, path: str, own: tuple[str, int]) -> None:
+        self.path, self.own = path, own
+        self.key: tuple | None = None
+        self.read_at = 0.0
+        self.servers: list[tuple] = []
+        self.get()
+
+    def get(self) -> list[tuple]:
+        try:
+            st = os.stat(self.path)
+            key: tuple | None = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            st, key = None, None
+        if key != self.key or (st is not None and self.read_at - st.st_mtime_ns / 1e9 < 1.0):
+            self.read_at = time.time()
+            servers = read_upstreams(self.path, self.own)
+            if self.key is not None and servers != self.servers:
+                log(f"upstreams now: {fmt_servers(servers)}")
+            self.key, self.servers = key, servers
+        return self.servers
+
+
+def fmt_servers(servers: list[tuple]) -> str:
+    return ", ".join(f"{a[0]}#{a[1]}" for _, a in servers) or "none"
 
 
 def question_end(msg: bytes) -> int:
@@ -82,6 +126,7 @@ def question_end(msg: bytes) -> int:
 def packed(req: DNSRecord, ans: Answer, rcode: int, edns: bool, tc: bool = False) -> bytes:
     """The whole reply to REQ, minus its 2-byte ID."""
     rep = req.reply(ra=1, aa=0)  # Docker's answers are not authoritative either
+    rep.header.ad = 0  # reply() copies the query's flags; we validate nothing
     rep.header.rcode = rcode
     rep.header.tc = int(tc)
     q = req.q
@@ -95,7 +140,11 @@ def packed(req: DNSRecord, ans: Answer, rcode: int, edns: bool, tc: bool = False
 
 @dataclass
 class Entry:
-    """Cached replies to one query from one view, one per rotation step."""
+    """Cached replies to one query from one view, one per rotation step.
+
+    The rotation counter is shared by every entry of the same (view, name, type):
+    queries that differ only in bytes we do not interpret (an EDNS cookie, which dig
+    varies per run) still rotate through the addresses from one query to the next."""
 
     req: DNSRecord
     ans: Answer
@@ -103,12 +152,15 @@ class Entry:
     edns: bool
     udp_limit: int
     steps: list
+    rr: list  # [counter], shared
     tc: bytes | None = None
-    i: int = 0
 
     def body(self, tcp: bool) -> bytes:
-        k = self.i % len(self.steps)
-        self.i += 1
+        if len(self.steps) == 1:
+            k = 0
+        else:
+            k = self.rr[0] % len(self.steps)
+            self.rr[0] += 1
         b = self.steps[k]
         if b is None:
             b = self.steps[k] = packed(self.req, self.ans.rotated(k), self.rcode, self.edns)
@@ -135,12 +187,14 @@ class Pending:
     req: DNSRecord
     client: tuple  # ("udp", addr) | ("tcp", Conn)
     qend: int
-    up: int = 0  # index of the upstream being tried
+    targets: list  # (family, sockaddr) of the upstreams to try, in order
+    per_try: float
+    up: int = 0  # index in targets of the upstream being tried
 
 
 class Server:
     def __init__(self, conn: sqlite3.Connection, network_id: str, listen: str, port: int,
-                 upstreams: list[tuple]) -> None:
+                 upstreams: "HostUpstreams") -> None:
         self.records = Records(conn, network_id)
         self.records.refresh()
         self.sel = selectors.DefaultSelector()
@@ -157,11 +211,13 @@ class Server:
         for w in (self.wake_r, self.wake_w):
             w.setblocking(False)
         self.sel.register(self.wake_r, selectors.EVENT_READ, lambda mask: self.wake_r.recv(512))
-        self.ups = [self.sock(fam_, socket.SOCK_DGRAM, lambda mask, i=i: self.upstream_readable(i))
-                    for i, (fam_, _) in enumerate(upstreams)]
-        self.up_addrs = [addr for _, addr in upstreams]
-        self.per_try = max(0.3, FORWARD_BUDGET / max(1, len(upstreams)))
+        self.own = (listen, port)
+        self.host_ups = upstreams
+        #: one connected UDP socket per upstream in use, keyed by (family, sockaddr)
+        self.ups: dict[tuple, socket.socket] = {}
+        self.own_ups: dict[tuple, list] = {}  # a querier's --dns strings -> parsed
         self.cache: dict[tuple, Entry] = {}
+        self.rr: dict[tuple, list] = {}  # (view, name, type) -> [rotation counter]
         self.views: dict[str, object] = {}
         self.conns: dict[int, Conn] = {}
         self.pending: dict[int, Pending] = {}
@@ -183,6 +239,7 @@ class Server:
         if self.records.refresh():
             self.cache.clear()
             self.views.clear()
+            self.rr.clear()
         view = self.views.get(src, _UNSEEN)
         if view is _UNSEEN:
             view = self.records.view(src)
@@ -191,14 +248,14 @@ class Server:
             self.views[src] = view
         e = self.cache.get((view, data[2:]))
         if e is None:
-            e = self.miss(data, view, client)
+            e = self.miss(data, view, client, src)
             if e is None:
                 return None
         else:
             self.stats["hits"] += 1
         return data[:2] + e.body(client[0] == "tcp")
 
-    def miss(self, data: bytes, view, client: tuple) -> Entry | None:
+    def miss(self, data: bytes, view, client: tuple, src: str) -> Entry | None:
         try:
             req = DNSRecord.parse(data)
         except Exception:  # garbage is expected traffic: count it, never log it
@@ -218,20 +275,39 @@ class Server:
         else:
             ans = self.records.lookup(view, str(q.qname), q.qtype) if q.qclass == 1 else FORWARDED
             if ans.action != LOCAL:
-                self.forward(data, req, client)
+                self.forward(data, req, client, src)
                 return None
             rcode = RCODE.NOERROR
-        e = Entry(req, ans, rcode, edns, limit, [None] * max(1, len(ans.records)))
+        rr = [0]
+        if len(ans.records) > 1:
+            rr = self.rr.setdefault((view, str(q.qname).lower(), q.qtype), rr)
+        e = Entry(req, ans, rcode, edns, limit, [None] * max(1, len(ans.records)), rr)
         if len(self.cache) >= CACHE_MAX:
             self.cache.clear()
+            self.rr.clear()
         self.cache[(view, data[2:])] = e
         return e
 
     # -- forwarding --------------------------------------------------------
-    def forward(self, data: bytes, req: DNSRecord, client: tuple) -> None:
+    def upstreams_for(self, src: str) -> list[tuple]:
+        """The querier's own --dns servers if it has some, else the host's (re-read
+        if their file changed)."""
+        own = self.records.upstreams(src)
+        if not own:
+            return self.host_ups.get()
+        ups = self.own_ups.get(own)
+        if ups is None:
+            if len(self.own_ups) >= CACHE_MAX:
+                self.own_ups.clear()
+            ups = self.own_ups[own] = parse_servers(list(own), self.own)
+        return ups
+
+    def forward(self, data: bytes, req: DNSRecord, client: tuple, src: str) -> None:
         self.stats["forwarded"] += 1
-        p = Pending(data, req, client, question_end(data))
-        if not self.ups or len(self.pending) >= PENDING_MAX:
+        targets = self.upstreams_for(src)
+        p = Pending(data, req, client, question_end(data), targets,
+                    max(0.3, FORWARD_BUDGET / max(1, len(targets))))
+        if not targets or len(self.pending) >= PENDING_MAX:
             self.fail(p)
             return
         uid = int.from_bytes(os.urandom(2), "big")
@@ -240,17 +316,32 @@ class Server:
         self.pending[uid] = p
         self.send_upstream(uid, p, time.monotonic())
 
+    def up_sock(self, target: tuple) -> socket.socket:
+        s = self.ups.get(target)
+        if s is None:
+            if len(self.ups) >= UPSTREAM_SOCKS_MAX:  # drop the idle ones
+                busy = {p.targets[p.up] for p in self.pending.values() if p.up < len(p.targets)}
+                for t in [t for t in self.ups if t not in busy]:
+                    sock = self.ups.pop(t)
+                    self.sel.unregister(sock)
+                    sock.close()
+            s = self.ups[target] = self.sock(target[0], socket.SOCK_DGRAM,
+                                             lambda mask: self.upstream_readable(target))
+        return s
+
     def send_upstream(self, uid: int, p: Pending, now: float) -> None:
-        while p.up < len(self.ups):
+        while p.up < len(p.targets):
+            target = p.targets[p.up]
             try:
+                s = self.up_sock(target)
                 # Connected (again, at each use: the route may have come up since): the
                 # kernel then drops datagrams from anyone but this upstream.
-                self.ups[p.up].connect(self.up_addrs[p.up])
-                self.ups[p.up].send(uid.to_bytes(2, "big") + p.query[2:])
+                s.connect(target[1])
+                s.send(uid.to_bytes(2, "big") + p.query[2:])
             except OSError:
                 p.up += 1
                 continue
-            heapq.heappush(self.timers, (now + self.per_try, uid, p.up))
+            heapq.heappush(self.timers, (now + p.per_try, uid, p.up))
             return
         del self.pending[uid]
         self.fail(p)
@@ -259,8 +350,10 @@ class Server:
         self.stats["servfail"] += 1
         self.deliver(p.client, p.query[:2] + packed(p.req, Answer(LOCAL), RCODE.SERVFAIL, False))
 
-    def upstream_readable(self, idx: int) -> None:
-        s = self.ups[idx]
+    def upstream_readable(self, target: tuple) -> None:
+        s = self.ups.get(target)
+        if s is None:
+            return
         for _ in range(RECV_BATCH):
             try:
                 data = s.recv(65535)
@@ -269,7 +362,7 @@ class Server:
             except OSError:  # ICMP unreachable: move every query waiting on it along
                 now = time.monotonic()
                 for uid, p in list(self.pending.items()):
-                    if p.up == idx:
+                    if p.up < len(p.targets) and p.targets[p.up] == target:
                         p.up += 1
                         self.send_upstream(uid, p, now)
                 return
@@ -278,8 +371,8 @@ class Server:
             uid = int.from_bytes(data[:2], "big")
             p = self.pending.get(uid)
             # Same upstream and same question, or it is not the reply we wait for.
-            if p is None or p.up != idx or data[4:6] != p.query[4:6] or \
-                    data[12:p.qend].lower() != p.query[12:p.qend].lower():
+            if p is None or p.up >= len(p.targets) or p.targets[p.up] != target or \
+                    data[4:6] != p.query[4:6] or data[12:p.qend].lower() != p.query[12:p.qend].lower():
                 continue
             del self.pending[uid]
             self.deliver(p.client, p.query[:2] + data[2:])
@@ -433,7 +526,7 @@ class Server:
     def shutdown(self) -> None:
         for c in list(self.conns.values()):
             self.close(c)
-        for s in [self.udp, self.tcp, self.wake_r, self.wake_w, *self.ups]:
+        for s in [self.udp, self.tcp, self.wake_r, self.wake_w, *self.ups.values()]:
             s.close()
         self.sel.close()
 
@@ -456,12 +549,12 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     where = f"resolver for network {a.network_id[:12]} on {a.listen}:{a.port}"
     try:
-        ups = read_upstreams(a.upstream_file, (a.listen, a.port))
+        ups = HostUpstreams(a.upstream_file, (a.listen, a.port))
         srv = Server(open_ro(a.db), a.network_id, a.listen, a.port, ups)
     except Exception as e:
         log(f"cannot start {where}: {type(e).__name__}: {e}")
         return 1
-    log(f"{where} started (upstreams: {', '.join(f'{u[1][0]}#{u[1][1]}' for u in ups) or 'none'})")
+    log(f"{where} started (upstreams from {a.upstream_file}: {fmt_servers(ups.servers)})")
     if a.ready_fd is not None:
         os.write(a.ready_fd, b"1")
         os.close(a.ready_fd)
