@@ -284,7 +284,7 @@ def cmd_logs(a: argparse.Namespace, host: Host) -> int:
     with _reader(host) as e:
         c = e.container(a.container)
         path = os.path.join(host.container_dir(c.id), "log")
-        lines = None if a.tail == "all" else int(a.tail)
+        lines = int(a.tail) if a.tail.isdigit() else None  # Docker: anything else is "all"
         try:
             with open(path, "rb") as f:
                 data = f.read()

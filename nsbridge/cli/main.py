@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from nsbridge.errors import ClientError, ExecFailed, MultiError, NsbridgeError
+from nsbridge.errors import ClientError, ExecFailed, MultiError, NsbridgeError, Usage
 
 PROG = "nsbridge"
 
@@ -26,14 +26,80 @@ READ_ONLY = {"ps", "ls", "list", "inspect", "logs", "port", "exec", "info"}
 
 
 class ArgError(Exception):
-    pass
+    """A usage error: printed as Docker's CLI does, with a `See '... --help'.` line."""
+
+    def __init__(self, message: str, prog: str = PROG, code: int = 1) -> None:
+        super().__init__(message)
+        self.prog = prog
+        self.code = code
+
+
+def _requires(parser: argparse.ArgumentParser) -> str:
+    """Docker's `"docker network create" requires exactly 1 argument.`"""
+    pos = [a for a in parser._actions if not a.option_strings and not isinstance(a, argparse._SubParsersAction)]  # noqa: SLF001
+    n = sum(1 for a in pos if a.nargs in (None, "+"))
+    how = "exactly" if all(a.nargs is None for a in pos) else "at least"
+    return f'"{parser.prog}" requires {how} {n} argument{"" if n == 1 else "s"}.'
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that reports like Docker's CLI instead of exiting with 2."""
+    """argparse that reports like Docker's CLI instead of exiting with 2 (and,
+    like Docker's, takes no abbreviated long flags)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise ArgError(message)
+        if message.startswith("the following arguments are required"):
+            message = _requires(self)
+        raise ArgError(message, self.prog)
+
+
+def _subparser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub)parser that ARGS' verbs selected."""
+    for dest in ("verb", "nverb", "sverb", "cverb"):
+        name = getattr(args, dest, None)
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)  # noqa: SLF001
+        if not name or sub is None or name not in sub.choices:
+            continue
+        parser = sub.choices[name]
+    return parser
+
+
+def _parse(parser: Parser, pargv: list[str]) -> argparse.Namespace:
+    """parse_args, with Docker's texts for unknown flags and extra arguments."""
+    args, extra = parser.parse_known_args(pargv)
+    if extra:
+        sp = _subparser(parser, args)
+        flag = next((x for x in extra if x.startswith("-") and x != "-"), None)
+        if flag is not None:  # Docker: cobra's FlagErrorFunc, exit 125
+            raise ArgError(f"unknown flag: {flag.split('=', 1)[0]}", sp.prog, 125)
+        raise ArgError(_requires(sp), sp.prog)
+    return args
+
+
+def one_line(text: str) -> str:
+    """An error message as one line: control characters (a newline in a name the
+    user typed) are shown escaped, never printed."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def _privileged() -> bool:
+    """Root, with the capabilities the engine uses (network and namespace admin)."""
+    if os.geteuid() != 0:
+        return False
+    need = (1 << 12) | (1 << 21)  # CAP_NET_ADMIN, CAP_SYS_ADMIN
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16) & need == need
+    except (OSError, ValueError):
+        pass
+    return True
 
 
 def build_parser(verb: str | None = None) -> Parser:
@@ -91,8 +157,10 @@ def _setup_logging(root: str) -> str:
 def _print_error(e: NsbridgeError, verb: str) -> None:
     errors = e.errors if isinstance(e, MultiError) else [e]
     for err in errors:
-        msg = f"{err.prefix}{err}"
-        if verb in ("run", "create"):
+        msg = f"{err.prefix}{err}" if isinstance(err, Usage) else one_line(f"{err.prefix}{err}")
+        if isinstance(err, Usage):  # carries its own `See '... --help'.` line
+            sys.stderr.write(f"{msg}\n")
+        elif verb in ("run", "create"):
             sys.stderr.write(f"{PROG}: {msg}\n\nRun '{PROG} {verb} --help' for more information\n")
         elif isinstance(err, ClientError) and not err.prefix:
             sys.stderr.write(f"{msg}\n" if msg.startswith("Error") else f"Error: {msg}\n")
@@ -107,11 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser(_verb(argv))
         pargv, rest, dashdash = split_global(parser, argv)
-        args = parser.parse_args(pargv)
+        args = _parse(parser, pargv)
         args.rest, args.dashdash = rest, dashdash
     except ArgError as e:
-        sys.stderr.write(f"{PROG}: {e}\nSee '{PROG} --help'.\n")
-        return 125 if argv and argv[0] in ("run", "create") else 1
+        sys.stderr.write(f"{one_line(str(e))}\nSee '{e.prog} --help'.\n")
+        return 125 if e.code == 125 or _verb(argv) in ("run", "create") else e.code
     if args.version or args.verb == "version":
         from nsbridge import __version__
 
@@ -122,8 +190,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     verb = args.cverb if args.verb == "container" else args.verb
     handler: Callable[..., int] = args.handler
-    if os.geteuid() != 0:
-        sys.stderr.write(f"{PROG}: permission denied: nsbridge needs root (CAP_NET_ADMIN); run it with sudo\n")
+    if not _privileged():
+        sys.stderr.write(
+            f"{PROG}: permission denied: nsbridge needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN); run it with sudo\n"
+        )
         return 1
     from nsbridge.engine.host import Host
 
@@ -139,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args, host)
     except ExecFailed as e:
-        sys.stderr.write(f"{e}\n")
+        sys.stderr.write(f"{one_line(str(e))}\n")
         return e.exit_code
     except NsbridgeError as e:
         _print_error(e, verb)
@@ -156,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("nsbridge").exception("unexpected error in %s", verb)
         if args.debug:
             raise
-        sys.stderr.write(f"{PROG}: internal error: {type(e).__name__}: {e} (details in {log_path})\n")
+        sys.stderr.write(one_line(f"{PROG}: internal error: {type(e).__name__}: {e}") + f" (details in {log_path})\n")
         return 1
 
 

@@ -8,13 +8,19 @@ from typing import Any
 from nsbridge.errors import InvalidArgument
 
 
+class FormatError(InvalidArgument):
+    """A bad --format template: the docker CLI reports it itself (no daemon prefix)."""
+
+    prefix = ""
+
+
 def _template(fmt: str):
     from nsbridge.render.gotemplate import TemplateError, compile_template
 
     try:
         return compile_template(fmt)
     except TemplateError as e:
-        raise InvalidArgument(f"Template parsing error: {e}") from None
+        raise FormatError(f"Template parsing error: {e}") from None
 
 
 def print_inspect(objs: list[dict], fmt: str | None) -> None:
@@ -33,7 +39,7 @@ def print_inspect(objs: list[dict], fmt: str | None) -> None:
         try:
             sys.stdout.write(t.execute(o) + "\n")
         except TemplateError as e:
-            raise InvalidArgument(f"template: {e}") from None
+            raise FormatError(str(e) if str(e).startswith("template: ") else f"template: {e}") from None
 
 
 def print_rows(rows: list[dict[str, Any]], columns: list[tuple[str, str]], fmt: str | None, quiet: bool) -> None:
@@ -49,13 +55,16 @@ def print_rows(rows: list[dict[str, Any]], columns: list[tuple[str, str]], fmt: 
     if fmt == "json":
         sys.stdout.write(tables.json_lines(rows))
         return
-    from nsbridge.render.gotemplate import docker_preprocess, is_table
+    from nsbridge.render.gotemplate import TemplateError, docker_preprocess, is_table
 
     table = is_table(fmt)
     t = _template(docker_preprocess(fmt))
-    lines = [t.execute(r) for r in rows]
+    try:
+        lines = [t.execute(r) for r in rows]
+        header = t.execute_header({k: k for r in rows[:1] for k in r} or {h: h for _, h in columns}) if table else ""
+    except TemplateError as e:
+        raise FormatError(str(e) if str(e).startswith("template: ") else f"template: {e}") from None
     if table:
-        header = t.execute_header({k: k for r in rows[:1] for k in r} or {h: h for _, h in columns})
         header = _header_names(header, columns)
         cells = [line.split("\t") for line in [header, *lines]]
         if all(len(c) == len(cells[0]) for c in cells):

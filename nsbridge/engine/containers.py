@@ -61,18 +61,7 @@ class ContainerOps(EndpointOps):
             from nsbridge.ipam.pools import parse_ip
 
             parse_ip(spec.ip)
-        if spec.restart not in ("no", "always", "unless-stopped", "on-failure") and not spec.restart.startswith(
-            "on-failure:"
-        ):
-            raise InvalidArgument(f"invalid restart policy {spec.restart}")
-        for h in spec.add_hosts:
-            name, sep, ip = h.partition(":")
-            if not name or not sep:
-                raise InvalidArgument(f"bad format for add-host: {h!r}")
-            if ip != "host-gateway":
-                from nsbridge.ipam.pools import parse_ip
-
-                parse_ip(ip, "IP address in add-host")
+        validate.run_options(spec)  # hostname, --dns*, --add-host, --link, --restart
         if spec.cmd:
             from nsbridge.engine.process import check_command
 
@@ -104,7 +93,10 @@ class ContainerOps(EndpointOps):
     def _new_container(self: "Engine", spec: RunSpec, mode: validate.NetworkSpec) -> tuple[Container, list[Endpoint]]:
         name = spec.name
         if name is not None:
-            other = self.store.find_container(name)
+            try:
+                other = self.store.find_container(name)
+            except InvalidArgument:  # a hex name that is an ambiguous ID prefix: not a name in use
+                other = None
             if other is not None and other.name == name:
                 raise Conflict(
                     f'Conflict. The container name "/{name}" is already in use by container "{other.id}". '
@@ -134,6 +126,12 @@ class ContainerOps(EndpointOps):
             exposed=list(spec.expose),
         )
         eps: list[Endpoint] = []
+        if spec.aliases and (mode.mode != "named" or self.network(mode.names[0]).predefined):
+            raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
+        for ref in spec.links:
+            target = validate.link(ref)[0]
+            if self.store.find_container(target) is None:
+                raise NotFound(f"could not get container for {target}: No such container: {target}")
         if mode.mode == "container":
             other = self.container(mode.container)
             if not other.running:
@@ -350,7 +348,10 @@ class ContainerOps(EndpointOps):
         validate.container_name(new)
         with self._session():
             c = self.container(ref)
-            other = self.store.find_container(new)
+            try:
+                other = self.store.find_container(new)
+            except InvalidArgument:  # a hex name that is an ambiguous ID prefix: not a name in use
+                other = None
             if other is not None and other.name == new:
                 raise Conflict(
                     f'Error when allocating new name: Conflict. The container name "/{new}" is already in use '
@@ -388,6 +389,8 @@ class ContainerOps(EndpointOps):
                 raise Conflict(f"endpoint with name {c.name} already exists in network {net.name}")
             if ip and net.is_default_bridge:
                 raise InvalidArgument("user specified IP address is supported on user defined networks only")
+            if aliases and net.is_default_bridge:
+                raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
             pos = max((e.position for e in eps), default=-1) + 1
             ep = Endpoint(c.id, net.id, pos, ip_requested=ip, aliases=list(aliases or []) if not net.is_default_bridge else [])
             if c.running:

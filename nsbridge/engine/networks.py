@@ -39,9 +39,9 @@ class NetworkOps:
         req = validate.ipam_request(subnet, gateway, ip_range)
         with self._session() as k:
             # 2. under the lock: conflicts with what exists
-            if self.store.find_network(name) is not None and self.store.find_network(name).name == name:
-                raise Conflict(f"network with name {name} already exists")
             nets = self.store.networks()
+            if any(n.name == name for n in nets):  # by name only: a hex name may also be an ID prefix
+                raise Conflict(f"network with name {name} already exists")
             used = [ipaddress.IPv4Network(n.ipam.subnet) for n in nets if n.ipam]
             if req.subnet is not None:
                 if any(req.subnet.overlaps(u) for u in used):

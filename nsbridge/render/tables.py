@@ -101,7 +101,7 @@ def network_matches(n: Network, filters: list[str]) -> bool:
         else:
             from nsbridge.errors import InvalidArgument
 
-            raise InvalidArgument(f"invalid filter '{k}'")
+            raise InvalidArgument(f"Invalid filter '{k}'")  # Docker 20.10's text
         if not ok:
             return False
     return True

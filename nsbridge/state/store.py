@@ -118,7 +118,7 @@ class Store:
                 return network_from_dict(json.loads(row[0]))
         if not ref or not all(c in "0123456789abcdef" for c in ref):
             return None
-        rows = self.db.execute("SELECT data FROM networks WHERE id LIKE ? LIMIT 2", (ref + "%",)).fetchall()
+        rows = self.db.execute("SELECT data FROM networks WHERE id LIKE ?", (ref + "%",)).fetchall()
         if len(rows) == 1:
             return network_from_dict(json.loads(rows[0][0]))
         if len(rows) > 1:
@@ -164,7 +164,7 @@ class Store:
         if len(rows) > 1:
             from nsbridge.errors import InvalidArgument
 
-            raise InvalidArgument(f"multiple IDs found with provided prefix: {ref}")
+            raise InvalidArgument(f"Multiple IDs found with provided prefix: {ref}")  # Docker 20.10's text
         return None
 
     def put_container(self, c: Container) -> None:
