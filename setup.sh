@@ -20,7 +20,7 @@ say() { printf '\n== %s\n' "$*"; }
 
 # System packages: the kernel tools nsbridge drives, and what the tests and benchmarks use
 # (dnsutils for nslookup/dig inside containers, iperf3, dnsmasq-base and aardvark-dns for benchmarks).
-pkgs=(iproute2 iptables iputils-ping procps kmod dnsutils iperf3 dnsmasq-base psmisc)
+pkgs=(iproute2 iptables iputils-ping procps kmod dnsutils iperf3 dnsmasq-base psmisc busybox)
 if [ "$mode" = test ] || [ "$mode" = bench ]; then
   pkgs+=(aardvark-dns)
 fi

@@ -62,7 +62,7 @@ class ContainerOps(EndpointOps):
 
             parse_ip(spec.ip)
         validate.run_options(spec)  # hostname, --dns*, --add-host, --link, --restart
-        if spec.cmd:
+        if spec.cmd and not self._standin_replaces(spec.image, spec.cmd):
             from nsbridge.engine.process import check_command
 
             check_command(spec.cmd)
@@ -216,10 +216,9 @@ class ContainerOps(EndpointOps):
         plan.undos.clear()  # recorded: from here on it exists
 
     def _command(self: "Engine", c: Container) -> list[str]:
-        hook = getattr(self, "_standin_command", None)
-        if hook is not None and not c.cmd:
-            return hook(c)
-        return c.cmd
+        """The main process's command: the user's, or the image's stand-in
+        (engine/standins.py); [] to idle."""
+        return self._standin_command(c)
 
     def wait(self: "Engine", c: Container) -> int:
         """For an attached `run`: wait for the command, then record its exit."""

@@ -6,6 +6,15 @@ and hostname are bound over the host's. Entering is done by system calls
 in the child just before exec (or by the CLI itself for `exec`, which then
 execs the user's command in place: exit code, TTY, job control and Ctrl-C
 come for free).
+
+Terminals: `run -it` and `exec -it` use the caller's own terminal (no
+proxy pty): the command becomes the terminal's foreground process group, so
+line editing, job control, window size (SIGWINCH) and Ctrl-C reach it from
+the kernel directly. An interactive bash gets Debian's prompt
+(root@<hostname>:/#); busybox-flavoured images (alpine, busybox) get
+busybox's sh and ping first on PATH (prompt `/ # `). A detached command
+given -i or -t (`run -itd IMAGE sh`) reads a FIFO that never reaches end of
+file, so a shell stays up as Docker's does with its open stdin.
 """
 from __future__ import annotations
 
@@ -24,6 +33,23 @@ PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # command once `run -d` has returned. A shell is ~1 MB; a Python shim ~10.
 WRAPPER = 'f=$1; shift; "$@"; echo $? > "$f"'
 
+# Stand-ins (nginx, redis, ...) exit 0 on `stop`, as the servers they stand
+# for do: the shell traps SIGTERM, ends the server and records 0.
+GRACEFUL_WRAPPER = (
+    'f=$1; shift; trap \'kill $! 2>/dev/null; echo 0 > "$f"; exit 0\' TERM INT; '
+    '"$@" & wait $!; echo $? > "$f"'
+)
+
+
+class Command(list):
+    """A command line with how to run it as a main process: GRACEFUL (exit 0
+    on SIGTERM) and a first LOG_LINE for `logs`."""
+
+    def __init__(self, argv: list[str], graceful: bool = False, log_line: str = "") -> None:
+        super().__init__(argv)
+        self.graceful = graceful
+        self.log_line = log_line
+
 
 @dataclass
 class Entry:
@@ -36,7 +62,10 @@ class Entry:
 
 def container_env(c: Container, extra: list[str] | None = None, tty: bool = False) -> dict[str, str]:
     """Docker's clean environment, not the caller's."""
-    env = {"PATH": PATH, "HOSTNAME": c.hostname, "HOME": "/root"}
+    from nsbridge import standins
+
+    path = ":".join([*standins.path_dirs(c.image), PATH])
+    env = {"PATH": path, "HOSTNAME": c.hostname, "HOME": "/root"}
     if tty:
         env["TERM"] = os.environ.get("TERM", "xterm")
     for item in [*c.env, *(extra or [])]:
@@ -69,20 +98,45 @@ def _enter(entry: Entry, new_group: bool, foreground_tty: bool) -> None:
         if foreground_tty:
             # Become the terminal's foreground group so the shell gets Ctrl-C
             # and job control; SIGTTOU would stop us for asking from the background.
+            # (`run -t` without -i: stdin is /dev/null, the terminal is stdout.)
             old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-            try:
-                os.tcsetpgrp(0, os.getpgrp())
-            except OSError:
-                pass
+            for fd in (0, 1, 2):
+                try:
+                    os.tcsetpgrp(fd, os.getpgrp())
+                    break
+                except OSError:
+                    continue
             signal.signal(signal.SIGTTOU, old)
 
 
-def spawn_detached(entry: Entry, c: Container, cmd: list[str], log_path: str, exit_path: str) -> subprocess.Popen:
-    """The main process of a `run -d`: own session, output to the log."""
-    with contextlib_null() as devnull, open(log_path, "ab") as logf:
+def _open_stdin(fifo: str | None):
+    """/dev/null, or a FIFO opened read-write: its reader never sees end of file."""
+    if fifo is None:
+        return open(os.devnull, "rb")
+    try:
+        os.mkfifo(fifo, 0o600)
+    except FileExistsError:
+        pass
+    return os.fdopen(os.open(fifo, os.O_RDWR | os.O_CLOEXEC), "rb", buffering=0)
+
+
+def spawn_detached(entry: Entry, c: Container, cmd: list[str], log_path: str, exit_path: str,
+                   keep_stdin: bool | None = None) -> subprocess.Popen:
+    """The main process of a `run -d`: own session, output to the log. With
+    -i/-t (KEEP_STDIN, default from the container) stdin stays open."""
+    graceful = bool(getattr(cmd, "graceful", False))
+    if keep_stdin is None:
+        keep_stdin = (c.interactive or c.tty) and not graceful
+    fifo = os.path.join(os.path.dirname(exit_path), "stdin") if keep_stdin else None
+    wrapper = GRACEFUL_WRAPPER if graceful else WRAPPER
+    with _open_stdin(fifo) as stdin, open(log_path, "ab") as logf:
+        line = getattr(cmd, "log_line", "")
+        if line:
+            logf.write(line.encode() + b"\n")
+            logf.flush()
         return subprocess.Popen(
-            ["/bin/sh", "-c", WRAPPER, "sh", exit_path, *cmd],
-            stdin=devnull,
+            ["/bin/sh", "-c", wrapper, "sh", exit_path, *cmd],
+            stdin=stdin,
             stdout=logf,
             stderr=subprocess.STDOUT,
             env=container_env(c),
@@ -93,35 +147,57 @@ def spawn_detached(entry: Entry, c: Container, cmd: list[str], log_path: str, ex
 
 
 def spawn_attached(entry: Entry, c: Container, cmd: list[str], env_extra: list[str] | None = None) -> subprocess.Popen:
-    """A foreground `run`: the caller's terminal and stdio, its own process group."""
-    tty = c.tty and os.isatty(0)
+    """A foreground `run`: the caller's terminal and stdio, its own process
+    group, made the terminal's foreground group (so Ctrl-C reaches it, with
+    or without -t, as Docker's CLI proxies it)."""
+    from nsbridge import standins
+
+    on_tty = any(os.isatty(fd) for fd in (0, 1, 2))
+    tty = c.tty and on_tty
+    line = getattr(cmd, "log_line", "")
+    if line:
+        print(line, flush=True)
     return subprocess.Popen(
-        cmd,
+        standins.shell_argv(list(cmd), tty),
         stdin=None if c.interactive else subprocess.DEVNULL,
         env=container_env(c, env_extra, tty=tty),
         cwd="/",
-        preexec_fn=lambda: _enter(entry, False, tty),
+        preexec_fn=lambda: _enter(entry, False, on_tty),
         close_fds=True,
     )
 
 
+#: Signals sent to the CLI itself (`kill PID`, not the terminal's Ctrl-C, which
+#: reaches the foreground command directly) are passed on (Docker's --sig-proxy).
+PROXIED = (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP)
+
+
 def wait_foreground(p: subprocess.Popen) -> int:
-    """Wait for an attached child; Ctrl-C goes to it, not to us. Then take the
-    terminal back. Returns Docker's exit code (128+signal when killed)."""
-    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    old_quit = signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+    """Wait for an attached child; Ctrl-C goes to it, not to us, and signals
+    sent to us are passed on. Then take the terminal back. Returns Docker's
+    exit code (128+signal when killed)."""
+
+    def proxy(sig, _frame) -> None:
+        try:
+            os.killpg(p.pid, sig)
+        except OSError:
+            pass
+
+    saved = {sig: signal.signal(sig, proxy) for sig in PROXIED}
     try:
         code = p.wait()
     finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGQUIT, old_quit)
-        if os.isatty(0):
-            old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-            try:
-                os.tcsetpgrp(0, os.getpgrp())
-            except OSError:
-                pass
-            signal.signal(signal.SIGTTOU, old)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+        old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+        for fd in (0, 1, 2):
+            if os.isatty(fd):
+                try:
+                    os.tcsetpgrp(fd, os.getpgrp())
+                except OSError:
+                    pass
+                break
+        signal.signal(signal.SIGTTOU, old)
     return 128 - code if code < 0 else code
 
 
@@ -142,23 +218,15 @@ def run_inside(entry: Entry, c: Container, cmd: list[str], env_extra: list[str] 
 
 def exec_in_place(entry: Entry, c: Container, cmd: list[str], env_extra: list[str] | None = None, tty: bool = False) -> None:
     """The CLI's `exec`: become the command (never returns on success)."""
+    from nsbridge import standins
     from nsbridge.kernel import ns
 
     check_command(cmd)
-    ns.enter_container(entry.netns, entry.hostname, entry.binds)
     env = container_env(c, env_extra, tty=tty)
+    cmd = standins.shell_argv(cmd, tty and os.isatty(0))
+    ns.enter_container(entry.netns, entry.hostname, entry.binds)
     try:
         os.execvpe(cmd[0], cmd, env)
     except OSError as e:
         raise ExecFailed(f"exec failed: {cmd[0]}: {e.strerror}", 126) from None
 
-
-class contextlib_null:
-    """/dev/null opened for the block (stdin of detached commands)."""
-
-    def __enter__(self):
-        self.f = open(os.devnull, "rb")
-        return self.f
-
-    def __exit__(self, *exc):
-        self.f.close()
