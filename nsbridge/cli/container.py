@@ -8,7 +8,7 @@ import sys
 import time
 
 from nsbridge.engine.host import Host
-from nsbridge.errors import InvalidArgument, MultiError, NsbridgeError, Usage
+from nsbridge.errors import ExecFailed, MultiError, NsbridgeError, Usage
 
 
 def _engine(host: Host):
@@ -131,13 +131,20 @@ def _spec(a: argparse.Namespace):
     if not image and not cmd:
         raise Usage("a command is required after --")
     if a.tty and not os.isatty(0) and not a.detach:
-        raise InvalidArgument("the input device is not a TTY")
+        raise NotATty()
     return RunSpec(
         image=image, cmd=cmd, name=a.name, networks=a.network, ip=a.ip, hostname=a.hostname,
         aliases=a.network_alias, detach=a.detach, interactive=a.interactive, tty=a.tty, auto_remove=a.rm,
         env=a.env, dns=a.dns, dns_search=a.dns_search, dns_options=a.dns_option, add_hosts=a.add_host,
         links=a.link, publish=a.publish, publish_all=a.publish_all, expose=a.expose, restart=a.restart,
     )
+
+
+class NotATty(ExecFailed):
+    """Docker's CLI refuses -t without a terminal itself: no prefix, exit 1."""
+
+    def __init__(self) -> None:
+        super().__init__("the input device is not a TTY", 1)
 
 
 def _warnings(c) -> None:
@@ -161,9 +168,22 @@ def cmd_create(a: argparse.Namespace, host: Host) -> int:
     spec = _spec(a)
     with _engine(host) as e:
         c = e.create(spec)
+        _image_note(e, c)
         _warnings(e)
     print(c.id)
     return 0
+
+
+def _image_note(e, c) -> None:
+    """An image with no stand-in and no command: say once that it will idle
+    (`run` notes it when it starts the container; `create` here)."""
+    note = e.standin_note(c)
+    ws = getattr(e, "warnings", None)
+    if note and isinstance(ws, list):
+        if note not in ws:
+            ws.append(note)
+    elif note:
+        sys.stderr.write(f"WARNING: {note}\n")
 
 
 def _each(refs: list[str], fn) -> int:
@@ -242,13 +262,13 @@ def cmd_exec(a: argparse.Namespace, host: Host) -> int:
     if not cmd:
         raise Usage('"exec" requires at least 2 arguments.\nSee \'nsbridge exec --help\'.')
     if a.tty and not os.isatty(0):
-        raise InvalidArgument("the input device is not a TTY")
+        raise NotATty()
     with _reader(host) as e:
         c, entry = e.exec_entry(ref)
     if a.detach:
         process.check_command(cmd)
         d = host.container_dir(c.id)
-        process.spawn_detached(entry, c, cmd, os.path.join(d, "log"), os.path.join(d, "exec-exitcode"))
+        process.spawn_detached(entry, c, cmd, os.path.join(d, "log"), os.path.join(d, "exec-exitcode"), keep_stdin=False)
         return 0
     if not a.interactive:
         # Docker gives the command no stdin without -i.

@@ -226,6 +226,10 @@ class ContainerOps(EndpointOps):
 
         p = getattr(self, "_attached", None)
         code = process.wait_foreground(p) if p is not None else 0
+        # Recorded where the reaper of the next session looks, or it would
+        # find the process gone first and record 0 (`run -it ... exit 3`).
+        with contextlib.suppress(OSError), open(os.path.join(self.host.container_dir(c.id), "exitcode"), "w") as f:
+            f.write(f"{code}\n")
         self._on_exit(c.id, code)
         return code
 
