@@ -66,9 +66,7 @@ class ContainerOps(EndpointOps):
             from nsbridge.engine.process import check_command
 
             check_command(spec.cmd)
-        hook = getattr(self, "_ports_validate", None)
-        if hook is not None:
-            hook(spec)
+        self._ports_validate(spec)
         return mode
 
     def create(self: "Engine", spec: RunSpec) -> Container:
@@ -163,9 +161,7 @@ class ContainerOps(EndpointOps):
                 eps.append(Endpoint(cid, net.id, i, ip_requested=ip, aliases=aliases))
             if spec.links and not all(self.network(r).is_default_bridge for r in mode.names[:1]):
                 raise InvalidArgument("links are only supported for containers on the default bridge network")
-        hook = getattr(self, "_ports_prepare", None)
-        if hook is not None:
-            hook(spec, c)
+        self._ports_prepare(spec, c)
         return c, eps
 
     # -- start / stop -------------------------------------------------------------
@@ -176,9 +172,7 @@ class ContainerOps(EndpointOps):
 
         live = self._bring_up(plan, k, c, eps)
         plan.step("container.files", lambda: self._write_files(c, live))
-        hook = getattr(self, "_ports_setup", None)
-        if hook is not None:
-            hook(plan, k, c, live)
+        self._ports_setup(plan, k, c, live)
         c.state = "running"
         c.started_at = now_iso()
         c.exit_code = 0
@@ -427,9 +421,7 @@ class ContainerOps(EndpointOps):
                 raise Conflict(f"container {c.id} is not connected to network {net.name}")
             if c.running and ep.ip and c.netns:
                 self._detach_one(k, c, ep)
-                hook = getattr(self, "_ports_teardown_endpoint", None)
-                if hook is not None:
-                    hook(k, c, ep)
+                self._ports_teardown_endpoint(k, c, ep)
             with self.store.tx():
                 self.store.delete_endpoint(c.id, net.id)
             if c.running:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 from nsbridge.engine.containers import ContainerOps
 from nsbridge.engine.networks import NetworkOps
+from nsbridge.engine.ports import PortOps
 from nsbridge.engine.reconcile import ReconcileOps
 from nsbridge.engine.standins import StandinOps
 from nsbridge.engine.views import ViewOps
@@ -61,7 +62,7 @@ class Kernel:
             self._link = None
 
 
-class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps):
+class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOps):
     """All operations; construction and lookups come from EngineBase (via ViewOps)."""
 
     # -- sessions --------------------------------------------------------------

@@ -192,7 +192,5 @@ class EndpointOps:
                 f.write(text)
 
     def _remove_port_rules(self: "Engine", k: "Kernel", c: Container) -> None:
-        """Filled in by the ports feature; no published ports, nothing to do."""
-        hook = getattr(self, "_ports_teardown", None)
-        if hook is not None:
-            hook(k, c)
+        """Published ports' rules go with the endpoints (engine/ports.py)."""
+        self._ports_teardown(k, c)

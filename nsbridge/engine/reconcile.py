@@ -124,8 +124,7 @@ class ReconcileOps:
         return report or ["nothing to do: the store and the kernel agree"]
 
     def _expected_port_rules(self: "Engine") -> list:
-        hook = getattr(self, "_all_port_rules", None)
-        return hook() if hook is not None else []
+        return self._all_port_rules()
 
     def restore(self: "Engine") -> list[str]:
         """After a reboot: networks come back (done by every session), then

@@ -131,13 +131,14 @@ class ViewOps(EngineBase):
         raise NotFound(f"No such object: {ref}")
 
     def ports_text(self: "Engine", c: Container) -> str:
-        """ps's PORTS column: 0.0.0.0:8080->80/tcp, ..."""
+        """ps's PORTS column as the docker CLI builds it (0.0.0.0:8080->80/tcp,
+        0.0.0.0:7000-7001->7000-7001/tcp, 5000/tcp for exposed only); empty
+        when not running. No `[::]:` twins: nsbridge publishes IPv4 only."""
         if not c.running:
             return ""
-        parts = []
-        for p in sorted(c.ports, key=lambda p: (p.container_port, p.proto)):
-            parts.append(f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.container_port}/{p.proto}")
-        return ", ".join(parts)
+        from nsbridge import ports
+
+        return ports.displayable_ports(ports.api_ports(c.ports, c.exposed))
 
     def networks_text(self: "Engine", c: Container) -> str:
         if c.network_mode in ("host", "none"):
@@ -147,18 +148,11 @@ class ViewOps(EngineBase):
         return ",".join(self.store.network(e.network_id).name for e in self.store.endpoints_of(c.id))
 
     def port_lines(self: "Engine", c: Container, port: str | None) -> list[str]:
-        """`port NAME [PORT[/PROTO]]` as Docker prints it."""
-        from nsbridge.errors import NotFound as _NF
+        """`port NAME [PORT[/PROTO]]` as the docker CLI prints it (IPv4 only,
+        so no `[::]:` lines); a stopped container publishes nothing."""
+        from nsbridge import ports
 
-        bindings = sorted(c.ports, key=lambda p: (p.container_port, p.proto)) if c.running else []
-        if port:
-            num, _, proto = port.partition("/")
-            proto = proto or "tcp"
-            found = [p for p in bindings if str(p.container_port) == num and p.proto == proto]
-            if not found:
-                raise _NF(f"No public port '{port}' published for {c.name}")
-            return [f"{p.host_ip or '0.0.0.0'}:{p.host_port}" for p in found]
-        return [f"{p.key()} -> {p.host_ip or '0.0.0.0'}:{p.host_port}" for p in bindings]
+        return ports.port_lines(c.ports if c.running else [], port, c.name)
 
 
 Reader = ViewOps

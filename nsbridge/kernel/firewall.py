@@ -55,6 +55,16 @@ def base_rules() -> list[Rule]:
         Rule("nat", "PREROUTING", f"-m addrtype --dst-type LOCAL {TAG} -j NSBRIDGE"),
         Rule("nat", "OUTPUT", f"-m addrtype --dst-type LOCAL {TAG} -j NSBRIDGE"),
         Rule("nat", "POSTROUTING", f"{TAG} -j NSBRIDGE-POSTROUTING"),
+        # Published ports answer on 127.0.0.1 through route_localnet on the bridges
+        # (kernel-only, no proxy); that setting would also let a container send to the
+        # host's loopback services: drop 127/8 arriving from anywhere but lo unless it
+        # belongs to a connection we translated (as kube-proxy does, CVE-2020-8558).
+        Rule(
+            "filter",
+            "INPUT",
+            f"-d 127.0.0.0/8 ! -i lo -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT {TAG} -j DROP",
+            insert=True,
+        ),
     ]
 
 
@@ -66,7 +76,12 @@ def network_rules(bridge: str, subnet: str, *, icc: bool, masquerade: bool, inte
         Rule("filter", "NSBRIDGE-FORWARD", f"-i {bridge} -o {bridge} -j {'ACCEPT' if icc else 'DROP'}"),
         Rule("filter", "NSBRIDGE-ISOLATION-STAGE-1", f"-i {bridge} ! -o {bridge} -j NSBRIDGE-ISOLATION-STAGE-2", True),
         Rule("filter", "NSBRIDGE-ISOLATION-STAGE-2", f"-o {bridge} -j DROP", True),
-        Rule("nat", "NSBRIDGE", f"-i {bridge} -j RETURN", True),
+        # Containers reach published ports through the host's addresses (hairpin, no
+        # proxy), so the DNAT rules see the bridges' traffic too (Docker's `-i BRIDGE
+        # -j RETURN` is there for its userland proxy). Except DNS: the embedded
+        # resolver listens on the gateway's port 53, whatever the host publishes.
+        Rule("nat", "NSBRIDGE", f"-i {bridge} -p udp -m udp --dport 53 -j RETURN", True),
+        Rule("nat", "NSBRIDGE", f"-i {bridge} -p tcp -m tcp --dport 53 -j RETURN", True),
     ]
     if internal:
         rules += [
@@ -74,6 +89,13 @@ def network_rules(bridge: str, subnet: str, *, icc: bool, masquerade: bool, inte
             Rule("filter", "NSBRIDGE-ISOLATION-STAGE-1", f"! -d {subnet} -i {bridge} -j DROP", True),
         ]
     else:
+        # A published port is for everyone: a container of another network reaching
+        # it through the host's address is translated (state DNAT, both directions)
+        # and must pass isolation, as it does through Docker's proxy. Listed after the
+        # jump to STAGE-2 so that, inserted at the top, it comes before it.
+        rules.append(
+            Rule("filter", "NSBRIDGE-ISOLATION-STAGE-1", f"-i {bridge} -m conntrack --ctstate DNAT -j RETURN", True)
+        )
         rules.append(Rule("filter", "NSBRIDGE-FORWARD", f"-i {bridge} ! -o {bridge} -j ACCEPT"))
         if masquerade:
             rules.append(Rule("nat", "NSBRIDGE-POSTROUTING", f"-s {subnet} ! -o {bridge} -j MASQUERADE"))
@@ -83,25 +105,21 @@ def network_rules(bridge: str, subnet: str, *, icc: bool, masquerade: bool, inte
 def port_rules(
     bridge: str, container_ip: str, container_port: int, proto: str, host_ip: str, host_port: int
 ) -> list[Rule]:
-    """DNAT and accept for one published port (kernel only, no userland proxy).
+    """DNAT, accept and masquerades for one published port (kernel only, no
+    userland proxy), in iptables-save's form.
 
-    The hairpin MASQUERADE lets a container reach itself through the host
-    address; the loopback MASQUERADE makes replies to 127.0.0.1 sources
-    (with route_localnet on) return through the host.
+    The DNAT has no `! -i BRIDGE` (Docker's with its proxy): containers reach
+    published ports through the host's addresses (hairpin), as Docker does with
+    `--userland-proxy=false`. The first MASQUERADE lets a container reach itself
+    that way; the second makes connections from the host to 127.0.0.1:PORT
+    (routed to the bridge thanks to its route_localnet) come back: the
+    container sees the bridge's address as source.
     """
     dst = f"-d {host_ip}/32 " if host_ip and host_ip != "0.0.0.0" else ""
     m = f"-p {proto} -m {proto}"
     return [
-        Rule(
-            "nat",
-            "NSBRIDGE",
-            f"{dst}! -i {bridge} {m} --dport {host_port} -j DNAT --to-destination {container_ip}:{container_port}",
-        ),
-        Rule(
-            "filter",
-            "NSBRIDGE",
-            f"-d {container_ip}/32 ! -i {bridge} -o {bridge} {m} --dport {container_port} -j ACCEPT",
-        ),
+        Rule("nat", "NSBRIDGE", f"{dst}{m} --dport {host_port} -j DNAT --to-destination {container_ip}:{container_port}"),
+        Rule("filter", "NSBRIDGE", f"-d {container_ip}/32 ! -i {bridge} -o {bridge} {m} --dport {container_port} -j ACCEPT"),
         Rule(
             "nat",
             "NSBRIDGE-POSTROUTING",
@@ -113,6 +131,16 @@ def port_rules(
             f"-s 127.0.0.0/8 -d {container_ip}/32 {m} --dport {container_port} -j MASQUERADE",
         ),
     ]
+
+
+def enable_route_localnet(ifname: str) -> None:
+    """Let the host route 127.0.0.1-sourced packets out of IFNAME (a bridge), so
+    that DNAT of 127.0.0.1:PORT works without a proxy. Per interface, in the
+    namespace the calling thread is in; written by path since bridge names may
+    contain dots. The INPUT rule of base_rules() keeps containers off the
+    host's loopback services."""
+    with open(f"/proc/sys/net/ipv4/conf/{ifname}/route_localnet", "w") as f:
+        f.write("1")
 
 
 def _run(args: list[str], data: str | None = None) -> str:

@@ -77,19 +77,26 @@ def _endpoint_settings(net: Network, e: Endpoint | None, c: Container) -> dict:
 
 
 def ports_map(c: Container) -> tuple[dict, dict]:
-    """(NetworkSettings.Ports, HostConfig.PortBindings) as Docker shows them."""
-    ports: dict[str, Any] = {}
-    bindings: dict[str, Any] = {}
-    for p in c.ports:
-        key = p.key()
-        bindings.setdefault(key, []).append({"HostIp": p.host_ip, "HostPort": str(p.host_port) if p.host_port else ""})
-        if c.running:
-            ports.setdefault(key, []).append({"HostIp": p.host_ip or "0.0.0.0", "HostPort": str(p.host_port)})
-    for x in c.exposed:
-        key = x if "/" in x else f"{x}/tcp"
-        if key not in ports:
-            ports[key] = None
-    return ports, bindings
+    """(NetworkSettings.Ports, HostConfig.PortBindings) as Docker shows them:
+    keys sorted as Go marshals a map; Ports empty when not running, exposed
+    ports without a binding null. nsbridge publishes IPv4 only, so there is no
+    {"HostIp": "::"} twin of each 0.0.0.0 binding. Host ports are the ones
+    picked at creation (they stay across restarts), so a `-p 80` binding shows
+    its port rather than Docker's "". With -P, ports exposed without a -p of
+    their own are not in PortBindings (Docker allocates those at start)."""
+    from nsbridge import ports
+
+    from_publish_all = set(c.exposed) if c.publish_all else set()
+    running, bindings, _ = ports.port_maps(c.ports, c.exposed, c.running, from_publish_all)
+    return running, bindings
+
+
+def exposed_ports(c: Container) -> dict | None:
+    """Config.ExposedPorts: --expose and -p ports (Docker adds the published ones)."""
+    from nsbridge import ports
+
+    _, _, exposed = ports.port_maps(c.ports, c.exposed, c.running, set())
+    return exposed or None
 
 
 def container(c: Container, eps: list[tuple[Network, Endpoint | None]], root_dir: str, netns_path: str) -> dict:
@@ -144,7 +151,7 @@ def container(c: Container, eps: list[tuple[Network, Endpoint | None]], root_dir
             "AttachStdin": c.interactive,
             "AttachStdout": not False,
             "AttachStderr": True,
-            "ExposedPorts": {k: {} for k in ports} or None,
+            "ExposedPorts": exposed_ports(c),
             "Tty": c.tty,
             "OpenStdin": c.interactive,
             "StdinOnce": False,
