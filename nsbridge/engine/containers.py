@@ -14,7 +14,8 @@ from nsbridge import procs
 from nsbridge.engine import validate
 from nsbridge.engine.endpoints import EndpointOps
 from nsbridge.engine.names import random_name
-from nsbridge.engine.plan import Plan
+from nsbridge.engine.plan import Plan, checkpoint
+from nsbridge.engine.signals import held
 from nsbridge.errors import Conflict, Forbidden, InvalidArgument, MultiError, NotFound, NsbridgeError
 from nsbridge.model import Container, Endpoint, new_id, now_iso
 
@@ -174,6 +175,7 @@ class ContainerOps(EndpointOps):
         plan.step("container.files", lambda: self._write_files(c, live))
         self._ports_setup(plan, k, c, live)
         c.state = "running"
+        c.stopped_by_user = False
         c.started_at = now_iso()
         c.exit_code = 0
         d = self.host.container_dir(c.id)
@@ -256,6 +258,7 @@ class ContainerOps(EndpointOps):
     def stop(self: "Engine", ref: str, timeout: float = 10) -> Container:
         with self._session() as k:
             c = self.container(ref)
+            c.stopped_by_user = True
             if c.running:
                 if c.pid:
                     procs.terminate(c.pid, c.pid_start, timeout)
@@ -324,11 +327,13 @@ class ContainerOps(EndpointOps):
                             f"You cannot remove a running container {c.id}. "
                             "Stop the container before attempting removal or force remove"
                         )
-                    if c.running:
-                        if c.pid:
-                            procs.terminate(c.pid, c.pid_start, 0)
-                        self._release(k, c, 137)
-                    self._delete(k, c)
+                    with held():  # a teardown is finished, not interrupted
+                        if c.running:
+                            if c.pid:
+                                procs.terminate(c.pid, c.pid_start, 0)
+                                checkpoint("container.kill")
+                            self._release(k, c, 137)
+                        self._delete(k, c)
                     removed.append(ref)
                 except NsbridgeError as e:
                     errors.append(e)
@@ -339,6 +344,7 @@ class ContainerOps(EndpointOps):
     def _delete(self: "Engine", k: "Kernel", c: Container) -> None:
         with self.store.tx():
             self.store.delete_container(c.id)
+        checkpoint("container.forget")
         shutil.rmtree(self.host.container_dir(c.id), ignore_errors=True)
 
     def rename(self: "Engine", ref: str, new: str) -> None:
@@ -421,6 +427,7 @@ class ContainerOps(EndpointOps):
                 raise Conflict(f"container {c.id} is not connected to network {net.name}")
             if c.running and ep.ip and c.netns:
                 self._detach_one(k, c, ep)
+                checkpoint("endpoint.remove")
                 self._ports_teardown_endpoint(k, c, ep)
             with self.store.tx():
                 self.store.delete_endpoint(c.id, net.id)

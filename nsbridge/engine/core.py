@@ -81,7 +81,9 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOp
             finally:
                 self._depth -= 1
             return
-        with self.lock:
+        from nsbridge.engine.signals import interruptible
+
+        with interruptible(), self.lock:
             self._ensure_sandbox()
             with self.host.entered():
                 from nsbridge.kernel.firewall import Firewall
@@ -90,6 +92,11 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOp
                 self._depth = 1
                 try:
                     self._ensure_host(self._k)
+                    if self.lock.interrupted:
+                        # the previous command died holding the lock: finish or undo its leftovers first
+                        log.warning("repairing after an interrupted command (%s)", self.lock.interrupted)
+                        self._repair(self._k)
+                        self.lock.interrupted = ""
                     self._reap(self._k)
                     yield self._k
                 finally:
@@ -142,6 +149,8 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOp
                 log.info("restoring network %s (bridge %s missing)", n.name, n.bridge)
                 self._restore_network(k, n)
             self._reap(k, full=True)  # after a reboot the containers' namespaces are gone too
+            for line in self._restart_by_policy():
+                log.info("restore: %s", line)
         self._ensure_resolvers(k)
 
     def _init_predefined(self, k: Kernel) -> None:

@@ -130,13 +130,17 @@ class EndpointOps:
 
         from nsbridge.kernel import ns
 
+        from nsbridge.engine.plan import checkpoint
+
         if c.netns:
             path = ns.netns_path(c.netns)
             for pid in ns.pids_in_netns(path):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             ns.remove_netns(c.netns)
+            checkpoint("container.netns-remove")
         self._remove_port_rules(k, c)
+        checkpoint("container.ports-remove")
 
     # -- files ----------------------------------------------------------------------
     def _write_files(self: "Engine", c: Container, live: list[Endpoint]) -> None:

@@ -126,12 +126,18 @@ class NetworkOps:
             raise Conflict(
                 f"error while removing network: network {net.name} id {net.id} has active endpoints"
             )
-        self._stop_resolver(net.id)
-        errors = drv.teardown_network(k.link, k.fw, net)
-        with self.store.tx():
-            for e in eps:  # attachments of stopped containers go with the network
-                self.store.delete_endpoint(e.container_id, e.network_id)
-            self.store.delete_network(net.id)
+        from nsbridge.engine.plan import checkpoint
+        from nsbridge.engine.signals import held
+
+        with held():  # a teardown is finished, not interrupted
+            self._stop_resolver(net.id)
+            checkpoint("network.resolver-stop")
+            errors = drv.teardown_network(k.link, k.fw, net)
+            checkpoint("network.teardown")
+            with self.store.tx():
+                for e in eps:  # attachments of stopped containers go with the network
+                    self.store.delete_endpoint(e.container_id, e.network_id)
+                self.store.delete_network(net.id)
         if errors:
             log.warning("network rm %s: %s", net.name, "; ".join(errors))
 

@@ -58,89 +58,114 @@ def _resolver_pids(db: str) -> dict[int, str]:
 class ReconcileOps:
     def reconcile(self: "Engine") -> list[str]:
         """Remove what the store does not know, re-create what it expects."""
+        with self._session() as k:
+            report = self._repair(k)
+        return report or ["nothing to do: the store and the kernel agree"]
+
+    def _repair(self: "Engine", k: "Kernel") -> list[str]:
+        """The work of reconcile, inside a session; also run by any command
+        that finds the previous one died holding the lock."""
         from nsbridge.drivers.bridge import rules_for
         from nsbridge.kernel import ns
         from nsbridge.kernel.firewall import FILTER_CHAINS, NAT_CHAINS, Rule, base_rules
 
         report: list[str] = []
-        with self._session() as k:
-            nets = self.store.networks()
-            cs = self.store.containers()
-            live_ns = {c.netns for c in cs if c.running and c.netns}
-            for name in _our_netns(self.host, live_ns | {c.netns for c in cs if c.netns}):
-                if name not in live_ns:
-                    _kill_all(ns.pids_in_netns(ns.netns_path(name)))
-                    ns.remove_netns(name)
-                    report.append(f"removed stray network namespace {name}")
-            net_ids = {n.id for n in nets}
-            live_eps = {e.endpoint_id for e in self.store.all_endpoints() if e.ip}
-            for li in k.link.links():
-                if not li.alias.startswith("nsbridge:"):
-                    continue
-                oid = li.alias.split(":", 1)[1]
-                if li.kind == "bridge" and oid not in net_ids:
-                    k.link.delete_link(li.name)
-                    report.append(f"removed stray bridge {li.name}")
-                elif li.kind == "veth" and oid not in live_eps:
-                    k.link.delete_link(li.name)
-                    report.append(f"removed stray veth {li.name}")
-            # firewall: exactly base + networks + published ports
-            expected: list[Rule] = list(base_rules())
-            for n in nets:
-                if n.driver == "bridge":
-                    expected += rules_for(n)
-            expected += self._expected_port_rules()
-            want = {r.key() for r in expected}
-            present, _chains = k.fw.present()
-            ours = set(FILTER_CHAINS) | set(NAT_CHAINS)
-            stray = [
-                Rule(t, c, s)
-                for (t, c, s) in present
-                if (t, c, s) not in want and (c in ours or "--comment nsbridge" in s)
-            ]
-            missing = [r for r in expected if r.key() not in present]
-            if stray or missing:
-                k.fw.apply(add=missing, delete=stray)
-                report += [f"removed stray rule -A {r.chain} {r.spec} ({r.table})" for r in stray]
-                report += [f"restored rule -A {r.chain} {r.spec} ({r.table})" for r in missing]
-            # resolvers: one per user bridge, none for networks that are gone
-            for pid, nid in _resolver_pids(self.host.db).items():
-                r = self.store.resolvers().get(nid)
-                if nid not in net_ids or r is None or r[0] != pid:
-                    _kill_all([pid])
-                    report.append(f"stopped stray resolver pid {pid}")
-            with self.store.tx():
-                for nid in list(self.store.resolvers()):
-                    if nid not in net_ids:
-                        self.store.delete_resolver(nid)
-                # endpoints must not hold addresses of stopped containers
-                running = {c.id for c in cs if c.running}
-                for e in self.store.all_endpoints():
-                    if e.ip and e.container_id not in running:
-                        e.ip, e.endpoint_id, e.ifname, e.host_ifname = None, "", "", ""
-                        self.store.put_endpoint(e)
-                        report.append(f"released address of stopped container {e.container_id[:12]}")
-            self._ensure_resolvers(k)
-        return report or ["nothing to do: the store and the kernel agree"]
+        nets = self.store.networks()
+        cs = self.store.containers()
+        live_ns = {c.netns for c in cs if c.running and c.netns}
+        for name in _our_netns(self.host, live_ns | {c.netns for c in cs if c.netns}):
+            if name not in live_ns:
+                _kill_all(ns.pids_in_netns(ns.netns_path(name)))
+                ns.remove_netns(name)
+                report.append(f"removed stray network namespace {name}")
+        net_ids = {n.id for n in nets}
+        eps = self.store.all_endpoints()
+        live_eps = {e.endpoint_id for e in eps if e.ip}
+        links = k.link.links()
+        for li in links:
+            if not li.alias.startswith("nsbridge:"):
+                continue
+            oid = li.alias.split(":", 1)[1]
+            if li.kind == "bridge" and oid not in net_ids:
+                k.link.delete_link(li.name)
+                report.append(f"removed stray bridge {li.name}")
+            elif li.kind == "veth" and oid not in live_eps:
+                k.link.delete_link(li.name)
+                report.append(f"removed stray veth {li.name}")
+        running = {c.id: c for c in cs if c.running}
+        present_links = {li.name for li in links}
+        with self.store.tx():
+            for e in eps:
+                if e.ip and e.container_id not in running:
+                    # endpoints must not hold addresses of stopped containers
+                    e.ip, e.endpoint_id, e.ifname, e.host_ifname = None, "", "", ""
+                    self.store.put_endpoint(e)
+                    report.append(f"released address of stopped container {e.container_id[:12]}")
+                elif e.ip and e.host_ifname and e.host_ifname not in present_links:
+                    # a disconnect that died after removing the veth: finish it
+                    self.store.delete_endpoint(e.container_id, e.network_id)
+                    report.append(f"finished disconnecting {e.container_id[:12]} from {e.network_id[:12]}")
+        # firewall: exactly base + networks + published ports
+        expected: list[Rule] = list(base_rules())
+        for n in nets:
+            if n.driver == "bridge":
+                expected += rules_for(n)
+        expected += self._expected_port_rules()
+        want = {r.key() for r in expected}
+        present, _chains = k.fw.present()
+        ours = set(FILTER_CHAINS) | set(NAT_CHAINS)
+        stray = [
+            Rule(t, c, s)
+            for (t, c, s) in present
+            if (t, c, s) not in want and (c in ours or "--comment nsbridge" in s)
+        ]
+        missing = [r for r in expected if r.key() not in present]
+        if stray or missing:
+            k.fw.apply(add=missing, delete=stray)
+            report += [f"removed stray rule -A {r.chain} {r.spec} ({r.table})" for r in stray]
+            report += [f"restored rule -A {r.chain} {r.spec} ({r.table})" for r in missing]
+        # resolvers: one per user bridge, none for networks that are gone
+        recorded = self.store.resolvers()
+        for pid, nid in _resolver_pids(self.host.db).items():
+            r = recorded.get(nid)
+            if nid not in net_ids or r is None or r[0] != pid:
+                _kill_all([pid])
+                report.append(f"stopped stray resolver pid {pid}")
+        with self.store.tx():
+            for nid in list(recorded):
+                if nid not in net_ids:
+                    self.store.delete_resolver(nid)
+        self._ensure_resolvers(k)
+        # files of containers that were never recorded
+        cdir = os.path.join(self.host.root, "containers")
+        known = {c.id for c in cs}
+        for d in os.listdir(cdir) if os.path.isdir(cdir) else []:
+            if d not in known:
+                shutil.rmtree(os.path.join(cdir, d), ignore_errors=True)
+                report.append(f"removed files of unrecorded container {d[:12]}")
+        return report
 
     def _expected_port_rules(self: "Engine") -> list:
         return self._all_port_rules()
 
     def restore(self: "Engine") -> list[str]:
-        """After a reboot: networks come back (done by every session), then
-        containers whose restart policy says so."""
-        report = []
+        """After a reboot: networks come back (every session checks), then the
+        containers whose restart policy says so (`system restore`, for a boot unit)."""
         with self._session():
-            for c in self.store.containers():
-                if c.running or c.restart_policy not in ("always", "unless-stopped"):
-                    continue
-                if getattr(c, "stopped_by_user", False) and c.restart_policy == "unless-stopped":
-                    continue
-                try:
-                    self.start(c.id)
-                    report.append(f"restarted {c.name}")
-                except Exception as e:  # report and carry on with the others
-                    report.append(f"could not restart {c.name}: {e}")
+            return self._restart_by_policy()
+
+    def _restart_by_policy(self: "Engine") -> list[str]:
+        report = []
+        for c in self.store.containers():
+            if c.running or c.restart_policy not in ("always", "unless-stopped"):
+                continue
+            if c.stopped_by_user and c.restart_policy == "unless-stopped":
+                continue
+            try:
+                self.start(c.id)
+                report.append(f"restarted {c.name}")
+            except Exception as e:  # report and carry on with the others
+                report.append(f"could not restart {c.name}: {e}")
         return report
 
     @staticmethod

@@ -113,6 +113,11 @@ class ViewOps(EngineBase):
         if c.running and c.pid and not procs.alive(c.pid, c.pid_start):
             c.state = "exited"
             c.exit_code = self._exit_code(c)
+        elif c.running and c.netns:
+            from nsbridge.kernel.ns import netns_exists
+
+            if not netns_exists(c.netns):  # after a reboot, before any command restored things
+                c.state, c.exit_code = "exited", 137
         return c
 
     def inspect_any(self: "Engine", ref: str, kind: str | None = None) -> dict:
