@@ -420,7 +420,10 @@ class Server:
     # -- forwarding --------------------------------------------------------
     def upstreams_for(self, src: str) -> list[tuple]:
         """The querier's own --dns servers if it has some, else the host's (re-read
-        if their file changed)."""
+        if their file changed). A container's loopback servers are left out: Docker's
+        resolver forwards from inside the container, where 127.0.0.1 is the container's
+        own; from the host it would be the host's, which a container must not reach.
+        With none left, the query gets SERVFAIL."""
         own = self.records.upstreams(src)
         if not own:
             return self.host_ups.get()
@@ -428,7 +431,9 @@ class Server:
         if ups is None:
             if len(self.own_ups) >= CACHE_MAX:
                 self.own_ups.clear()
-            ups = self.own_ups[own] = parse_servers(list(own), self.own)
+            ups = self.own_ups[own] = [
+                u for u in parse_servers(list(own), self.own)
+                if not (u[0] == socket.AF_INET and u[1][0].startswith("127.")) and u[1][0] != "::1"]
         return ups
 
     def forward(self, data: bytes, req: DNSRecord, client: tuple, src: str) -> None:

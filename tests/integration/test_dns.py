@@ -375,6 +375,10 @@ def test_forwarding_to_the_host_upstream_and_to_a_containers_own_dns(sb, outside
     assert dig(sb, "own", "example.test")[1] == ["192.0.2.20"]
     assert dig(sb, "own", "client")[1] == [ip_of(sb, "client")]
     assert dig(sb, "client", "example.test")[1] == ["192.0.2.10"]
+    # a container's loopback --dns is its own loopback on Docker: never the host's
+    sb.cli("run", "-d", "--name", "loop", "--network", "skynet", "--dns", "127.0.0.1", "alpine", check=True)
+    assert dig(sb, "loop", "example.test") == ("SERVFAIL", [])
+    assert dig(sb, "loop", "client")[1] == [ip_of(sb, "client")]
     # default-bridge containers get the host's nameservers and query them directly
     sb.cli("run", "-d", "--name", "legacy", "alpine", check=True)
     assert cat(sb, "legacy", "/etc/resolv.conf") == "search corp.example\nnameserver 192.0.2.53\n"
