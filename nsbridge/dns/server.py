@@ -285,6 +285,8 @@ class Server:
         self.udp = self.sock(fam, socket.SOCK_DGRAM, self.udp_readable)
         self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         self.udp.bind((listen, port))
+        self.udp_ep = select.epoll()  # this socket alone: "is there more?" without an exception
+        self.udp_ep.register(self.udp.fileno(), select.EPOLLIN)
         self.tcp = self.sock(fam, socket.SOCK_STREAM, self.accept)
         self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.tcp.bind((listen, port))
@@ -348,11 +350,15 @@ class Server:
         """Drain the UDP socket. Cache hits for single-record answers (nearly all
         traffic) take the short way: no method calls, one dict lookup each for the
         querier's view and the reply."""
-        recvfrom, sendto = self.udp.recvfrom, self.udp.sendto
+        recvfrom, sendto, more = self.udp.recvfrom, self.udp.sendto, self.udp_ep.poll
         changed, views, cache, stats = self.watch.changed, self.views, self.cache, self.stats
         hits = 0
         try:
-            for _ in range(RECV_BATCH):
+            for i in range(RECV_BATCH):
+                # Another datagram waiting? An empty epoll of this socket alone costs ~0.5 us,
+                # a recvfrom raising EAGAIN ~2 (the exception): ask before each one but the first.
+                if i and not more(0):
+                    return
                 try:
                     # One byte more than we accept: a full buffer means oversized.
                     data, addr = recvfrom(MAX_QUERY + 1)
@@ -661,6 +667,7 @@ class Server:
         for s in [self.udp, self.tcp, self.wake_r, self.wake_w, *self.ups.values()]:
             s.close()
         self.sel.close()
+        self.udp_ep.close()
         self.watch.close()
 
 
