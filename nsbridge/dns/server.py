@@ -5,9 +5,10 @@
 
 Answers come from records.py over one persistent read-only SQLite connection. Packed
 replies are cached per (querier view, query bytes after the ID) and dropped whenever
-the store's generation changes (one SELECT per query); a hit costs no DNS parsing,
-only an ID patch, with multi-address answers still rotated (one packed reply per
-rotation step). Other names go to the querier's own `--dns` servers if it has some
+the store's generation changes; whether it may have changed is read before every
+query from SQLite's WAL-index header in shared memory (StoreWatch: no system call),
+and only then is the generation SELECTed. A hit costs no DNS parsing, only an ID
+patch, with multi-address answers still rotated (one packed reply per rotation step). Other names go to the querier's own `--dns` servers if it has some
 (as Docker's embedded DNS does), else to the upstream servers of a resolv.conf-format
 file (`nameserver IP`; `IP#PORT` or `IP:PORT` too), over non-blocking UDP, tried in
 turn within ~2 s, then SERVFAIL. That file is stat()ed each time a query is forwarded
@@ -39,7 +40,7 @@ from dnslib import PTR as RD_PTR, RR, A as RD_A, DNSRecord, EDNS0, QTYPE, RCODE
 from nsbridge.dns.records import FORWARDED, LOCAL, REFUSED, Answer, Records
 
 MAX_QUERY = 4096  # larger queries are not DNS queries we serve: dropped
-RECV_BATCH = 64  # datagrams drained per wakeup
+RECV_BATCH = 64  # at most this many datagrams per wakeup, then the other sockets' turn
 CACHE_MAX = 8192
 PENDING_MAX = 1024
 UPSTREAM_SOCKS_MAX = 64
