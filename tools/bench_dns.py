@@ -2,7 +2,7 @@
 inside a container, next to dnsmasq and aardvark-dns serving the same names from
 the same host in the same run.
 
-  sudo .venv/bin/python tools/bench.py dns [--queries 10000] [--runs 3] [--clients 4] [--check]
+  sudo .venv/bin/python tools/bench.py dns [--queries 10000] [--runs 5] [--clients 4] [--check]
 
 Everything runs in a sandbox host of its own, removed at the end:
 - nsbridge: `network create` of a user bridge starts its resolver on the gateway;
@@ -16,11 +16,13 @@ Everything runs in a sandbox host of its own, removed at the end:
   sandbox's empty one (a private mount namespace), so it can never forward anywhere.
 
 The client is Python (stdlib), run in the client container by `nsbridge exec`; it
-sends one query at a time (closed loop) for N queries or a time bound, with a
-0.5 s timeout per query counted as lost, and answers that are not NOERROR with one
-address counted as bad. "1 client" is one such process; "4 clients" is four at
-once, started together. Each (server, load) is run R times, interleaved; the table
-shows the run with the median qps. Targets (issue 4): 1 client >= 10k qps with p50
+sends one query at a time (closed loop) for N queries or a time bound, with a 0.5 s
+timeout per query counted as lost, and answers that are not NOERROR with one address
+counted as bad. "1 client" is one such process; "4 clients" is four at once, started
+together. Each (server, load) is run R times, interleaved, the servers' order rotated
+per run. The first table shows each one's run with the median qps; ratios are taken
+per run (servers measured back to back, so other work on the machine weighs on them
+alike) and their median is shown. Targets (issue 4): 1 client >= 10k qps with p50
 <= 100 us; 4 clients >= 0.8x dnsmasq and >= 1.2x aardvark-dns; no loss.
 """
 from __future__ import annotations
@@ -251,9 +253,11 @@ def main(argv: list[str]) -> int:
             if "aardvark-dns" not in servers:
                 print(f"bench dns: {AARDVARK} missing or not started: aardvark-dns left out")
             results: dict[tuple[str, str], list[dict]] = {}
-            for _ in range(a.runs):
+            order = list(servers.items())
+            for run in range(a.runs):
                 for load, n in loads:
-                    for name, addr in servers.items():
+                    # rotated per run: no server always measured first (or right after another)
+                    for name, addr in order[run % len(order):] + order[: run % len(order)]:
                         results.setdefault((name, load), []).append(b.measure(addr, n))
         finally:
             b.teardown()
