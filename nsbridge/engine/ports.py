@@ -56,7 +56,8 @@ class PortOps:
     # -- under the lock, nothing made yet -------------------------------------------------
     def _ports_prepare(self: "Engine", spec: "RunSpec", c: Container) -> None:
         specs, _ = grammar.parse_all(spec.publish, [])
-        _, c.exposed = grammar.parse_all([], c.exposed)  # --expose (and any image's), normalised
+        # the image's EXPOSE (its stand-in's port), then --expose; normalised ("5000/tcp")
+        _, c.exposed = grammar.parse_all([], [*self._image_exposed(c.image), *c.exposed])
         if c.publish_all:
             specs += grammar.publish_all_specs(specs, c.exposed)
         c.ports = []
@@ -78,6 +79,18 @@ class PortOps:
             from nsbridge.engine.endpoints import new_endpoint_id
 
             raise self._ports_conflict(c, new_endpoint_id(), str(e)) from None
+
+    @staticmethod
+    def _image_exposed(image: str) -> list[str]:
+        if not image:
+            return []
+        from nsbridge import standins
+
+        try:
+            return standins.exposed_ports(image)
+        except (OSError, ValueError, KeyError) as e:  # a broken catalog must not break `run`
+            log.warning("exposed ports of image %s: %s", image, e)
+            return []
 
     def _ports_network_for(self: "Engine", spec: "RunSpec") -> Network | None:
         names = spec.networks or ["bridge"]

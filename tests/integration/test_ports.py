@@ -454,3 +454,22 @@ def test_container_reaches_itself_through_its_published_port(sb):
     serve_tcp(sb, "web", 8000, "-p", "8080:8000")
     r = sb.cli("exec", "web", "python3", "-c", tcp_client("172.17.0.1", 8080, 1))
     assert r.stdout.startswith("hello from")
+
+
+def test_publish_all_publishes_the_images_exposed_port(sb, lan):
+    # the tutorials' `docker run -d -P nginx` and `-p 8080:80 nginx`, with the image's stand-in
+    sb.cli("run", "-d", "--name", "web", "-P", "nginx", check=True)
+    sb.cli("run", "-d", "--name", "web2", "-p", "8080:80", "nginx", check=True)
+    assert sb.cli("port", "web", check=True).stdout == "80/tcp -> 0.0.0.0:32768\n"
+    doc = json.loads(sb.cli("inspect", "web", check=True).stdout)[0]
+    assert doc["Config"]["ExposedPorts"] == {"80/tcp": {}}
+    assert doc["HostConfig"]["PortBindings"] == {}
+    fetch = "import urllib.request,sys; print(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode())"
+    for port in (32768, 8080):
+        deadline = time.monotonic() + 5
+        while True:
+            r = lan.py(fetch, f"http://{LAN_HOST}:{port}/")
+            if r.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert "Welcome to nginx!" in r.stdout, r.stderr
