@@ -102,16 +102,16 @@ class PortOps:
                 return net
         return None
 
-    def _ports_held(self: "Engine", exclude: str) -> tuple[list[grammar.Held], list[grammar.Held]]:
+    def _ports_held(self: "Engine", exclude: str, host_sockets: bool = True) -> tuple[list[grammar.Held], list[grammar.Held]]:
         """(ports published by running containers, ports to avoid when picking:
-        those kept by stopped containers and the host's own sockets)."""
+        those kept by stopped containers and, with HOST_SOCKETS, the host's own)."""
         allocated: list[grammar.Held] = []
         avoid: list[grammar.Held] = []
         for other in self.store.containers():
             if other.id == exclude or not other.ports:
                 continue
             (allocated if other.running else avoid).extend(grammar.held_by(other.ports))
-        for proto in grammar.PROTOS:
+        for proto in grammar.PROTOS if host_sockets else ():
             try:
                 with open(f"/proc/thread-self/net/{proto}") as f:  # the host netns: the thread is in it
                     avoid += grammar.listening(f.read(), proto)
@@ -170,7 +170,7 @@ class PortOps:
             return
         ep, net = found
         # `start`: another container may have published one of these while this one was stopped
-        allocated, _ = self._ports_held(exclude=c.id)
+        allocated, _ = self._ports_held(exclude=c.id, host_sockets=False)
         for b in c.ports:
             for h in allocated:
                 if h.proto == b.proto and h.port == b.host_port and grammar.ips_overlap(h.host_ip, b.host_ip):

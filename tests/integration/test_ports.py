@@ -473,3 +473,13 @@ def test_publish_all_publishes_the_images_exposed_port(sb, lan):
                 break
             time.sleep(0.1)
         assert "Welcome to nginx!" in r.stdout, r.stderr
+
+
+def test_a_picked_port_is_never_one_a_host_process_listens_on(sb):
+    sb.cli("run", "-d", "--name", "hostsrv", "--network", "host", "--", "python3", "-c", TCP_SERVER, "32768", check=True)
+    deadline = time.monotonic() + 5
+    while not sb.host_run("ss", "-ltnH", "sport = :32768").stdout.strip():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    sb.cli("run", "-d", "--name", "rand", "-p", "80", "-p", "53/udp", "alpine", check=True)
+    assert sb.cli("port", "rand", check=True).stdout == "53/udp -> 0.0.0.0:32768\n80/tcp -> 0.0.0.0:32769\n"
