@@ -402,6 +402,9 @@ class Server:
             self.stats["dropped"] += 1
             return None
         q = req.questions[0]
+        if sum(len(x) + 1 for x in q.qname.label) + 1 > 255:  # over RFC 1035's 255 octets: no reply can carry it
+            self.stats["dropped"] += 1
+            return None
         edns = any(r.rtype == QTYPE.OPT for r in req.ar)
         limit = max([512] + [min(r.rclass, MAX_QUERY) for r in req.ar if r.rtype == QTYPE.OPT])
         if view is None:

@@ -4,6 +4,7 @@ Plan; they never touch the store."""
 from __future__ import annotations
 
 from nsbridge.engine.plan import Plan
+from nsbridge.errors import KernelError
 from nsbridge.kernel.firewall import Firewall, Rule, network_rules
 from nsbridge.kernel.netlink import ALIAS_PREFIX, NsLink
 from nsbridge.model import Endpoint, Network
@@ -56,11 +57,14 @@ def join(
     host end on the bridge, address and routes inside."""
     assert net.ipam is not None and ep.ip is not None
     ip, gw = ep.ip, net.ipam.gateway
-    plan.step(
-        "endpoint.veth",
-        lambda: host.add_veth(ep.host_ifname, ep.ifname, ep.mac, ctr_fd, net.bridge, net.mtu, ALIAS_PREFIX + ep.endpoint_id),
-        lambda: host.delete_link(ep.host_ifname),
-    )
+
+    def veth() -> None:
+        try:
+            host.add_veth(ep.host_ifname, ep.ifname, ep.mac, ctr_fd, net.bridge, net.mtu, ALIAS_PREFIX + ep.endpoint_id)
+        except KernelError as e:  # name the network the user knows (a full bridge, a bad MTU)
+            raise KernelError(f"failed to create endpoint on network {net.name}: {e}") from None
+
+    plan.step("endpoint.veth", veth, lambda: host.delete_link(ep.host_ifname))
     plan.step(
         "endpoint.address",
         lambda: ctr.configure_inside(ep.ifname, ip, net.prefixlen(), gw if default_route else None),

@@ -107,6 +107,10 @@ class NsLink:
         created = False
         if idx is None:
             kw = {"mtu": mtu} if mtu else {}
+            # A MAC of its own, as libnetwork gives its bridges (02:42 + 4 random bytes):
+            # without one the bridge takes its lowest port's MAC, and changes it (to
+            # 00:00:00:00:00:00 when the last port leaves) under the containers' ARP caches.
+            kw["address"] = "02:42:" + ":".join(f"{b:02x}" for b in os.urandom(4))
             try:
                 self.ipr.link("add", ifname=name, kind="bridge", ifalias=alias, **kw)
             except NetlinkError as e:

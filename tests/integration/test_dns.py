@@ -599,12 +599,6 @@ def test_hosts_and_resolv_conf_on_user_networks_as_docker(sb):
     assert r.stdout == "nameserver 10.10.0.254\noptions timeout:2 ndots:0\n"
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: user bridges are created without a fixed MAC, so the "
-                   "bridge takes its lowest port's MAC and changes it when that port leaves; containers' "
-                   "ARP caches then point at a MAC nobody owns and the gateway (and its resolver) is "
-                   "unreachable for ~30 s. Fix: give the bridge its own address at creation "
-                   "(kernel/netlink.py ensure_bridge), as Docker does; then drop this marker and "
-                   "net_create's pinning.")
 def test_bridge_mac_is_stable_when_a_port_leaves(sb):
     nid = sb.cli("network", "create", "skynet", check=True).stdout.strip()
     br = f"br-{nid[:12]}"
