@@ -260,8 +260,18 @@ def restart_policy(value: str) -> str:
     return value
 
 
+def env_var(value: str) -> str:
+    """-e NAME[=VALUE] (the docker CLI's opts.ValidateEnv: a name is needed; the kernel
+    and Python refuse an empty one only when the process starts)."""
+    if not value.partition("=")[0]:
+        raise _flag_error(value, "-e, --env", f"invalid environment variable: {value}")
+    return value
+
+
 def run_options(spec) -> None:
-    """The options of `run`/`create` that need no store: hostname, DNS, hosts, links."""
+    """The options of `run`/`create` that need no store: hostname, env, DNS, hosts, links."""
+    for v in spec.env:
+        env_var(v)
     if spec.hostname is not None:
         hostname(spec.hostname)
     for v in spec.dns:

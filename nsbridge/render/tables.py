@@ -80,7 +80,11 @@ def network_matches(n: Network, filters: list[str]) -> bool:
     """Docker's --filter: same key ORs, different keys AND."""
     by_key: dict[str, list[str]] = {}
     for f in filters:
-        k, _, v = f.partition("=")
+        k, sep, v = f.partition("=")
+        if not sep:  # the docker CLI's filters.ParseFlag, reported as pflag does
+            from nsbridge.engine.validate import CliInvalid, goq
+
+            raise CliInvalid(f'invalid argument {goq(f)} for "-f, --filter" flag: bad format of filter (expected name=value)')
         by_key.setdefault(k, []).append(v)
     for k, values in by_key.items():
         if k == "name":
@@ -95,6 +99,11 @@ def network_matches(n: Network, filters: list[str]) -> bool:
                 for v in values
             )
         elif k == "type":
+            bad = [v for v in values if v not in ("builtin", "custom")]
+            if bad:
+                from nsbridge.errors import InvalidArgument
+
+                raise InvalidArgument(f"Invalid filter: 'type'='{bad[0]}'")  # Docker's text
             ok = any((v == "builtin") == n.predefined for v in values)
         elif k == "scope":
             ok = "local" in values

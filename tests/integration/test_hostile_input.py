@@ -370,6 +370,13 @@ CASES = [
     ("restart-bogus", ["run", "-d", "--restart", "bogus", "alpine"], 125, [R + D + "invalid restart policy 'bogus'"]),
     ("command-missing", ["run", "-d", "--", "nosuchcommand"], 127, None),
     ("filter-unknown", ["network", "ls", "--filter", "bogus=1"], 1, [D + "Invalid filter 'bogus'"]),
+    ("filter-no-value", ["network", "ls", "--filter", "label"], 1,
+     ['invalid argument "label" for "-f, --filter" flag: bad format of filter (expected name=value)']),
+    ("filter-type-bad", ["network", "ls", "--filter", "type=weird"], 1, [D + "Invalid filter: 'type'='weird'"]),
+    ("env-no-name", ["run", "-d", "-e", "=x", "alpine"], 125,
+     [R + 'invalid argument "=x" for "-e, --env" flag: invalid environment variable: =x']),
+    ("exec-env-no-name", ["exec", "-e", "=x", "web", "true"], 1,
+     ['invalid argument "=x" for "-e, --env" flag: invalid environment variable: =x']),
 ]
 
 

@@ -23,6 +23,14 @@ BRNAME = "com.docker.network.bridge.name"
 HOSTIP = "com.docker.network.bridge.host_binding_ipv4"
 N64, N65 = "n" * 64, "n" * 65
 
+def _match(filters: list[str]) -> bool:
+    from nsbridge.model import IpamConfig, Network
+    from nsbridge.render.tables import network_matches
+
+    n = Network(id="a" * 64, name="skynet", driver="bridge", created="", ipam=IpamConfig("10.1.0.0/24", "10.1.0.1"))
+    return network_matches(n, filters)
+
+
 # (id, call, error class or None, the line the CLI prints: prefix + message)
 ROWS = [
     # -- network names --------------------------------------------------------------
@@ -201,6 +209,11 @@ ROWS = [
     ("link-three", lambda: v.link("a:b:c"), InvalidArgument,
      'invalid argument "a:b:c" for "--link" flag: bad format for links: a:b:c'),
     ("link-alias-space", lambda: v.link("web:a b"), InvalidArgument, None),
+    ("env-ok", lambda: v.env_var("A=1"), None, None),
+    ("env-ok-from-host", lambda: v.env_var("HOME"), None, None),
+    ("env-no-name", lambda: v.env_var("=x"), InvalidArgument,
+     'invalid argument "=x" for "-e, --env" flag: invalid environment variable: =x'),
+    ("env-empty", lambda: v.env_var(""), InvalidArgument, None),
     ("restart-ok", lambda: v.restart_policy("unless-stopped"), None, None),
     ("restart-ok-count", lambda: v.restart_policy("on-failure:3"), None, None),
     ("restart-bogus", lambda: v.restart_policy("bogus"), InvalidArgument, D + "invalid restart policy 'bogus'"),
@@ -211,6 +224,12 @@ ROWS = [
     ("restart-negative", lambda: v.restart_policy("on-failure:-1"), InvalidArgument,
      D + "maximum retry count cannot be negative"),
     ("restart-format", lambda: v.restart_policy("on-failure:1:2"), InvalidArgument, "invalid restart policy format"),
+    # -- --filter of `network ls` ---------------------------------------------------------------------
+    ("filter-ok", lambda: _match(["name=sky", "type=custom", "driver=bridge"]), None, None),
+    ("filter-no-equals", lambda: _match(["label"]), InvalidArgument,
+     'invalid argument "label" for "-f, --filter" flag: bad format of filter (expected name=value)'),
+    ("filter-unknown", lambda: _match(["bogus=1"]), InvalidArgument, D + "Invalid filter 'bogus'"),
+    ("filter-type", lambda: _match(["type=weird"]), InvalidArgument, D + "Invalid filter: 'type'='weird'"),
     # -- --network ---------------------------------------------------------------------------------
     ("mode-default", lambda: v.network_mode([]), None, None),
     ("mode-none-and-net", lambda: v.network_mode(["none", "skynet"]), InvalidArgument,
@@ -245,7 +264,7 @@ def test_table_is_big_and_ids_unique():
 
 
 def spec(**kw) -> SimpleNamespace:
-    base = dict(hostname=None, dns=[], dns_search=[], dns_options=[], add_hosts=[], links=[], restart="no")
+    base = dict(hostname=None, env=[], dns=[], dns_search=[], dns_options=[], add_hosts=[], links=[], restart="no")
     return SimpleNamespace(**{**base, **kw})
 
 
@@ -254,6 +273,7 @@ def spec(**kw) -> SimpleNamespace:
     ({"hostname": "web", "dns": ["9.9.9.9"], "dns_search": ["lab.example"], "dns_options": ["ndots:2"],
       "add_hosts": ["gw:host-gateway"], "links": ["db:database"], "restart": "always"}, None),
     ({"hostname": "a b"}, "invalid hostname format"),
+    ({"env": ["=x"]}, '"-e, --env" flag'),
     ({"dns": ["x"]}, '"--dns" flag'),
     ({"dns_search": ["a b"]}, '"--dns-search" flag'),
     ({"dns_options": ["a b"]}, '"--dns-option" flag'),
