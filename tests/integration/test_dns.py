@@ -59,17 +59,6 @@ def resolver_of(sb: Sandbox, net: str) -> dict:
     return json.loads(out)
 
 
-def net_create(sb: Sandbox, name: str, *args: str) -> str:
-    """`network create`, then the bridge's MAC pinned: see test_bridge_mac_is_stable_when_a_port_leaves
-    (until the core pins it, a port leaving can change the gateway's MAC under the
-    containers' ARP caches and cut them off from the resolver for ~30 s)."""
-    nid = sb.cli("network", "create", name, *args, check=True).stdout.strip()
-    br = f"br-{nid[:12]}"
-    mac = bridge_mac(sb, br)
-    sb.host_run("ip", "link", "set", "dev", br, "address", mac, check=True)
-    return nid
-
-
 def bridge_mac(sb: Sandbox, dev: str) -> str:
     return sb.host_run("cat", f"/sys/class/net/{dev}/address", check=True).stdout.strip()
 
@@ -245,7 +234,7 @@ def test_names_on_a_user_bridge_and_not_on_the_default_bridge(sb):
     # ... but the gateway by name, from /etc/hosts
     assert getent(sb, "db", "host.docker.internal") == "172.17.0.1"
 
-    net_create(sb, "skynet")
+    sb.cli("network", "create", "skynet", check=True)
     sb.cli("run", "-d", "--name", "alpine-box", "--network", "skynet", "alpine", check=True)
     sb.cli("run", "-d", "--name", "notes-db", "--network", "skynet", "--network-alias", "db", "alpine", check=True)
     r = sb.cli("exec", "alpine-box", "ping", "-c1", "-W2", "notes-db")
@@ -278,8 +267,8 @@ def test_names_on_a_user_bridge_and_not_on_the_default_bridge(sb):
 
 
 def test_scoping_across_two_networks(sb):
-    net_create(sb, "front")
-    net_create(sb, "back")
+    sb.cli("network", "create", "front", check=True)
+    sb.cli("network", "create", "back", check=True)
     sb.cli("run", "-d", "--name", "fe", "--network", "front", "alpine", check=True)
     sb.cli("run", "-d", "--name", "be", "--network", "back", "alpine", check=True)
     sb.cli("run", "-d", "--name", "api", "--network", "front", "--network", "back", "alpine", check=True)
@@ -304,7 +293,7 @@ def test_scoping_across_two_networks(sb):
 
 
 def test_aliases_all_addresses_round_robin(sb):
-    net_create(sb, "skynet")
+    sb.cli("network", "create", "skynet", check=True)
     sb.cli("run", "-d", "--name", "client", "--network", "skynet", "alpine", check=True)
     for i in (1, 2):
         sb.cli("run", "-d", "--name", f"web{i}", "--network", "skynet", "--network-alias", "web", "alpine", check=True)
@@ -328,7 +317,7 @@ def test_aliases_all_addresses_round_robin(sb):
 
 
 def test_answers_follow_every_change_at_once(sb):
-    net_create(sb, "skynet")
+    sb.cli("network", "create", "skynet", check=True)
     sb.cli("run", "-d", "--name", "client", "--network", "skynet", "alpine", check=True)
     sb.cli("run", "-d", "--name", "notes-db", "--network", "skynet", "--network-alias", "db", "--", "sleep", "1000", check=True)
     assert dig(sb, "client", "notes-db")[1] == ["172.18.0.3"]
@@ -354,7 +343,7 @@ def test_answers_follow_every_change_at_once(sb):
 
 
 def test_forwarding_to_the_host_upstream_and_to_a_containers_own_dns(sb, outside):
-    net_create(sb, "skynet")
+    sb.cli("network", "create", "skynet", check=True)
     sb.cli("run", "-d", "--name", "client", "--network", "skynet", "alpine", check=True)
     stub = outside.stub("192.0.2.53=192.0.2.10", "192.0.2.54=192.0.2.20", "192.0.2.55=silent")
     assert dig(sb, "client", "example.test") == ("SERVFAIL", [])  # no upstream yet
@@ -398,7 +387,7 @@ def test_forwarding_to_the_host_upstream_and_to_a_containers_own_dns(sb, outside
 
 
 def test_refused_for_a_querier_outside_the_bridge(sb, outside):
-    net_create(sb, "skynet")
+    sb.cli("network", "create", "skynet", check=True)
     sb.cli("run", "-d", "--name", "notes-db", "--network", "skynet", "alpine", check=True)
     lan = outside.wire("lan", "lan0", "198.51.100.1/24", "198.51.100.2/24")
     # The LAN client reaches the resolver (the host routes for it) and is refused, not ignored.
@@ -468,7 +457,7 @@ print("udp again", parse(u.recv(4096))[0])
 
 
 def test_malformed_and_tcp_queries_from_a_container(sb):
-    net_create(sb, "skynet")
+    sb.cli("network", "create", "skynet", check=True)
     sb.cli("run", "-d", "--name", "client", "--network", "skynet", "alpine", check=True)
     sb.cli("run", "-d", "--name", "notes-db", "--network", "skynet", "alpine", check=True)
     pid = resolver_of(sb, "skynet")["Pid"]
@@ -490,7 +479,7 @@ def test_malformed_and_tcp_queries_from_a_container(sb):
 
 
 def test_resolver_process_inspect_info_log_and_restart(sb):
-    net_create(sb, "skynet")
+    sb.cli("network", "create", "skynet", check=True)
     sb.cli("run", "-d", "--name", "client", "--network", "skynet", "alpine", check=True)
     r = resolver_of(sb, "skynet")
     assert r["Address"] == "172.18.0.1:53" and r["State"] == "running" and r["Pid"] > 0
@@ -513,7 +502,7 @@ def test_resolver_process_inspect_info_log_and_restart(sb):
     assert resolver_of(sb, "skynet")["State"] == "stopped"
     assert dig(sb, "client", "client")[0] is None  # nobody answers
     # the next engine call restarts it
-    net_create(sb, "other")
+    sb.cli("network", "create", "other", check=True)
     r2 = resolver_of(sb, "skynet")
     assert r2["State"] == "running" and r2["Pid"] != r["Pid"]
     assert dig(sb, "client", "client")[1] == [ip_of(sb, "client")]
@@ -558,15 +547,15 @@ def test_hosts_and_resolv_conf_on_the_default_bridge_as_docker(sb, outside):
     r = sb.cli("run", "--rm", "--hostname", "lab.one", "alpine", "tail", "-n1", "/etc/hosts", check=True)
     assert r.stdout == "172.17.0.3\tlab.one lab\n"
     # --link is for the default bridge only (Docker's rule)
-    net_create(sb, "skynet")
+    sb.cli("network", "create", "skynet", check=True)
     r = sb.cli("run", "--rm", "--network", "skynet", "--link", "web", "alpine", "true")
     assert r.returncode != 0 and "links are only supported" in r.stderr
 
 
 def test_hosts_and_resolv_conf_on_user_networks_as_docker(sb):
     set_upstream(sb, "nameserver 192.0.2.53\nsearch corp.example\noptions timeout:2\n")
-    net_create(sb, "skynet")
-    net_create(sb, "lab", "--subnet", "10.10.0.0/24", "--gateway", "10.10.0.254")
+    sb.cli("network", "create", "skynet", check=True)
+    sb.cli("network", "create", "lab", "--subnet", "10.10.0.0/24", "--gateway", "10.10.0.254", check=True)
     sb.cli("run", "-d", "--name", "alpine-box", "--network", "skynet", "alpine", check=True)
     me = cid(sb, "alpine-box")[:12]
     assert cat(sb, "alpine-box", "/etc/hosts") == HEAD + f"172.18.0.2\t{me}\n"
@@ -600,6 +589,8 @@ def test_hosts_and_resolv_conf_on_user_networks_as_docker(sb):
 
 
 def test_bridge_mac_is_stable_when_a_port_leaves(sb):
+    """The gateway (and its resolver) must keep its MAC when a port leaves: containers'
+    ARP caches would otherwise point at a MAC nobody owns for ~30 s after an rm."""
     nid = sb.cli("network", "create", "skynet", check=True).stdout.strip()
     br = f"br-{nid[:12]}"
     for name in ("a1", "a2"):
@@ -626,7 +617,7 @@ def test_bridge_mac_is_stable_when_a_port_leaves(sb):
                    "(cli/system.py) but Engine.system_info (engine/core.py) gives Pid/Address/Log only: "
                    "KeyError. Fix: add State (running/stopped, procs.alive) there; then drop this marker.")
 def test_system_info_lists_resolvers(sb):
-    net_create(sb, "skynet")
+    sb.cli("network", "create", "skynet", check=True)
     p = sb.cli("system", "info")
     assert p.returncode == 0, p.stderr
     pid = resolver_of(sb, "skynet")["Pid"]
