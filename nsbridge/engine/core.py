@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Iterator
 
+from nsbridge import procs
 from nsbridge.engine.containers import ContainerOps
 from nsbridge.engine.networks import NetworkOps
 from nsbridge.engine.ports import PortOps
@@ -224,8 +225,13 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOp
             "ContainersStopped": sum(1 for c in cs if not c.running),
             "Networks": len(nets),
             "Resolvers": {
-                byid[nid].name if nid in byid else nid: {"Pid": pid, "Address": addr, "Log": logf}
-                for nid, (pid, _s, addr, logf) in resolvers.items()
+                byid[nid].name if nid in byid else nid: {
+                    "Pid": pid,
+                    "Address": addr,
+                    "State": "running" if procs.alive(pid, start) else "stopped",
+                    "Log": logf,
+                }
+                for nid, (pid, start, addr, logf) in resolvers.items()
             },
             "UpstreamResolvConf": self.host.upstream_resolv,
             "Docker": self.store.get_meta("docker", "") or "",

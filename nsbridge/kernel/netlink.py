@@ -171,6 +171,10 @@ class NsLink:
         sysctl.try_write(f"net.ipv6.conf.{host_ifname}.disable_ipv6", 1)
         try:
             self.ipr.link("set", index=idx, master=br, state="up")
+            # hairpin: a container reaches its own published port through the
+            # host (DNAT sends the packet back out of the port it came in on);
+            # Docker does the same when it runs without its userland proxy
+            self.ipr.link("set", index=idx, kind="bridge_slave", mode=1)
         except NetlinkError as e:
             with_cleanup = _err("attach", f"{host_ifname} to {bridge}", e)
             self.delete_link(host_ifname)

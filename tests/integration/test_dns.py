@@ -613,9 +613,6 @@ def test_bridge_mac_is_stable_when_a_port_leaves(sb):
     assert bridge_mac(sb, br) == before
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: `system info` prints each resolver's r['State'] "
-                   "(cli/system.py) but Engine.system_info (engine/core.py) gives Pid/Address/Log only: "
-                   "KeyError. Fix: add State (running/stopped, procs.alive) there; then drop this marker.")
 def test_system_info_lists_resolvers(sb):
     sb.cli("network", "create", "skynet", check=True)
     p = sb.cli("system", "info")

@@ -448,8 +448,6 @@ def test_create_then_start_and_attached_run_with_rm(sb, lan):
     assert sb.cli("ps", "-a", "-q", check=True).stdout == ""
 
 
-@pytest.mark.xfail(strict=True, reason="a container reaching itself through the host needs hairpin_mode on its "
-                   "bridge port (drivers/bridge.join); the self-masquerade rule is in place")
 def test_container_reaches_itself_through_its_published_port(sb):
     serve_tcp(sb, "web", 8000, "-p", "8080:8000")
     r = sb.cli("exec", "web", "python3", "-c", tcp_client("172.17.0.1", 8080, 1))
