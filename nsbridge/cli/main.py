@@ -102,7 +102,7 @@ def _privileged() -> bool:
     return True
 
 
-def build_parser(verb: str | None = None) -> Parser:
+def build_parser(verb: str | None = None, sub_verb: str | None = None) -> Parser:
     """The whole parser, or (for speed: argparse costs ~0.25 ms a sub-parser)
     only the part that VERB needs."""
     from nsbridge.cli import container, network, system
@@ -114,7 +114,7 @@ def build_parser(verb: str | None = None) -> Parser:
     p.add_argument("--version", action="store_true")
     sub = p.add_subparsers(dest="verb", metavar="COMMAND", parser_class=Parser)
     if verb is None or verb in CONTAINER_VERBS:
-        container.add_parsers(sub)
+        container.add_parsers(sub, only=verb)
     if verb in (None, "network"):
         network.add_parser(sub)
     if verb in (None, "system"):
@@ -122,20 +122,24 @@ def build_parser(verb: str | None = None) -> Parser:
     if verb in (None, "container"):
         cont = sub.add_parser("container", help="Manage containers")
         csub = cont.add_subparsers(dest="cverb", metavar="COMMAND", parser_class=Parser)
-        container.add_parsers(csub, management=True)
+        container.add_parsers(csub, management=True, only=sub_verb)
     if verb in (None, "version"):
         sub.add_parser("version", help="Show the nsbridge version")
     return p
 
 
-def _verb(argv: list[str]) -> str | None:
-    """The command word after the global flags, if it is one we know."""
+def _verb(argv: list[str]) -> tuple[str | None, str | None]:
+    """The command word after the global flags (if one we know), and for
+    `container VERB` the verb."""
     i = 0
     while i < len(argv) and argv[i].startswith("-"):
         i += 2 if argv[i] in ("--root", "--host-netns") else 1
     if i < len(argv) and argv[i] in (*CONTAINER_VERBS, "network", "system", "container", "version"):
-        return argv[i]
-    return None
+        sub = argv[i + 1] if argv[i] == "container" and i + 1 < len(argv) else None
+        if sub is not None and sub not in (*CONTAINER_VERBS, "ls", "list"):
+            sub = None
+        return argv[i], sub
+    return None, None
 
 
 def _setup_logging(root: str) -> str:
@@ -173,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     from nsbridge.cli.argsplit import split_global
 
     try:
-        parser = build_parser(_verb(argv))
+        parser = build_parser(*_verb(argv))
         pargv, rest, dashdash = split_global(parser, argv)
         args = _parse(parser, pargv)
         args.rest, args.dashdash = rest, dashdash
