@@ -323,7 +323,7 @@ def test_ambiguous_prefixes_give_dockers_errors(tmp_path):
 def cli_error(argv: list[str]):
     from nsbridge.cli import main as m
 
-    parser = m.build_parser(m._verb(argv))
+    parser = m.build_parser(*m._verb(argv))
     with pytest.raises(m.ArgError) as e:
         m._parse(parser, argv)
     return str(e.value), e.value.prog, e.value.code
