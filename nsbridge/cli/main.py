@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         args.rest, args.dashdash = rest, dashdash
     except ArgError as e:
         sys.stderr.write(f"{one_line(str(e))}\nSee '{e.prog} --help'.\n")
-        return 125 if e.code == 125 or _verb(argv) in ("run", "create") else e.code
+        verb, sub = _verb(argv)
+        return 125 if e.code == 125 or (sub or verb) in ("run", "create") else e.code
     if args.version or args.verb == "version":
         from nsbridge import __version__
 

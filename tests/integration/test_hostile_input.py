@@ -346,6 +346,9 @@ CASES = [
     ("flag-unknown-run", ["run", "--bogus", "alpine"], 125, ["unknown flag: --bogus"]),
     ("flag-abbreviated", ["network", "rm", "--forc", "lab"], 125, ["unknown flag: --forc"]),
     ("flag-bad-int", ["stop", "-t", "abc", "web"], 1, ["argument -t/--time/--timeout: invalid int value: 'abc'"]),
+    ("flag-no-value-run", ["run", "-d", "-p"], 125, ["argument -p/--publish: expected one argument"]),
+    ("flag-no-value-container-run", ["container", "run", "-d", "--network"], 125,
+     ["argument --network/--net: expected one argument"]),
     ("args-missing-name", ["network", "create"], 1, ['"nsbridge network create" requires exactly 1 argument.']),
     ("args-extra", ["network", "create", "a1", "b1"], 1, ['"nsbridge network create" requires exactly 1 argument.']),
     ("args-missing-container", ["network", "connect", "lab"], 1,
@@ -431,7 +434,7 @@ def copy_of_state(sb: Sandbox, tmp_path) -> tuple[str, dict]:
     """A copy of the sandbox's state root (the sandbox itself stays sound for its teardown),
     and an environment that points the CLI at it."""
     copy = str(tmp_path / "state-copy")
-    sb.cli("network", "ls", check=True)  # checkpoints the WAL into the database file
+    sb.cli("network", "ls", check=True)  # nothing writing while we copy (the -wal and -shm files come along)
     shutil.copytree(sb.root, copy, ignore=shutil.ignore_patterns("*.log", "lock"))
     os.chmod(copy, 0o700)
     return copy, dict(sb.env, NSBRIDGE_ROOT=copy)
