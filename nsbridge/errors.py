@@ -80,3 +80,22 @@ class MultiError(NsbridgeError):
         super().__init__("; ".join(str(e) for e in errors))
         self.errors = errors
         self.done = done or []  # what did succeed, printed before the errors
+
+
+def each(refs: list[str], fn, on_done=None) -> list[str]:
+    """Run FN for every REF (`rm a b c`, `network rm x y`, `stop a b`): carry on
+    past failures, report them all together with what did succeed."""
+    done: list[str] = []
+    errors: list[NsbridgeError] = []
+    for ref in refs:
+        try:
+            fn(ref)
+        except NsbridgeError as e:
+            errors.append(e)
+            continue
+        done.append(ref)
+        if on_done is not None:
+            on_done(ref)
+    if errors:
+        raise MultiError(errors, done)
+    return done

@@ -8,7 +8,7 @@ import sys
 import time
 
 from nsbridge.engine.host import Host
-from nsbridge.errors import ExecFailed, MultiError, NsbridgeError, Usage
+from nsbridge.errors import ExecFailed, MultiError, NsbridgeError, Usage, each
 
 
 def _engine(host: Host):
@@ -201,16 +201,8 @@ def _image_note(e, c) -> None:
 
 
 def _each(refs: list[str], fn) -> int:
-    errors: list[NsbridgeError] = []
-    for ref in refs:
-        try:
-            fn(ref)
-            print(ref)
-            sys.stdout.flush()
-        except NsbridgeError as err:
-            errors.append(err)
-    if errors:
-        raise MultiError(errors)
+    """`start/stop/restart a b c`: print each name as it is done, as Docker."""
+    each(refs, fn, on_done=lambda ref: (print(ref), sys.stdout.flush()))
     return 0
 
 

@@ -54,16 +54,17 @@ def cmd_info(a: argparse.Namespace, host: Host) -> int:
 
 
 def cmd_reconcile(a: argparse.Namespace, host: Host) -> int:
-    with _engine(host) as e:
-        report = e.reconcile()
-    for line in report:
-        print(line)
-    return 0
+    return _report(host, "reconcile")
 
 
 def cmd_restore(a: argparse.Namespace, host: Host) -> int:
+    return _report(host, "restore")
+
+
+def _report(host: Host, op: str) -> int:
+    """Run an engine repair operation and print its report, one line each."""
     with _engine(host) as e:
-        report = e.restore()
+        report = getattr(e, op)()
     for line in report:
         print(line)
     return 0

@@ -16,7 +16,7 @@ from nsbridge.engine.endpoints import EndpointOps
 from nsbridge.engine.names import random_name
 from nsbridge.engine.plan import Plan, checkpoint
 from nsbridge.engine.signals import held
-from nsbridge.errors import Conflict, Forbidden, InvalidArgument, MultiError, NotFound, NsbridgeError
+from nsbridge.errors import Conflict, Forbidden, InvalidArgument, NotFound, each
 from nsbridge.model import Container, Endpoint, new_id, now_iso
 
 if TYPE_CHECKING:
@@ -92,15 +92,7 @@ class ContainerOps(EndpointOps):
     def _new_container(self: "Engine", spec: RunSpec, mode: validate.NetworkSpec) -> tuple[Container, list[Endpoint]]:
         name = spec.name
         if name is not None:
-            try:
-                other = self.store.find_container(name)
-            except InvalidArgument:  # a hex name that is an ambiguous ID prefix: not a name in use
-                other = None
-            if other is not None and other.name == name:
-                raise Conflict(
-                    f'Conflict. The container name "/{name}" is already in use by container "{other.id}". '
-                    "You have to remove (or rename) that container to be able to reuse that name."
-                )
+            self._check_name_free(name)
         else:
             name = random_name(self.store.name_taken)
         cid = new_id()
@@ -316,30 +308,22 @@ class ContainerOps(EndpointOps):
 
     # -- remove / rename ------------------------------------------------------------
     def rm(self: "Engine", refs: list[str], force: bool = False) -> list[str]:
-        removed: list[str] = []
-        errors: list[NsbridgeError] = []
         with self._session() as k:
-            for ref in refs:
-                try:
-                    c = self.container(ref)
-                    if c.running and not force:
-                        raise Forbidden(
-                            f"You cannot remove a running container {c.id}. "
-                            "Stop the container before attempting removal or force remove"
-                        )
-                    with held():  # a teardown is finished, not interrupted
-                        if c.running:
-                            if c.pid:
-                                procs.terminate(c.pid, c.pid_start, 0)
-                                checkpoint("container.kill")
-                            self._release(k, c, 137)
-                        self._delete(k, c)
-                    removed.append(ref)
-                except NsbridgeError as e:
-                    errors.append(e)
-        if errors:
-            raise MultiError(errors, removed)
-        return removed
+            return each(refs, lambda ref: self._rm_one(k, self.container(ref), force))
+
+    def _rm_one(self: "Engine", k: "Kernel", c: Container, force: bool) -> None:
+        if c.running and not force:
+            raise Forbidden(
+                f"You cannot remove a running container {c.id}. "
+                "Stop the container before attempting removal or force remove"
+            )
+        with held():  # a teardown is finished, not interrupted
+            if c.running:
+                if c.pid:
+                    procs.terminate(c.pid, c.pid_start, 0)
+                    checkpoint("container.kill")
+                self._release(k, c, 137)
+            self._delete(k, c)
 
     def _delete(self: "Engine", k: "Kernel", c: Container) -> None:
         with self.store.tx():
@@ -347,19 +331,23 @@ class ContainerOps(EndpointOps):
         checkpoint("container.forget")
         shutil.rmtree(self.host.container_dir(c.id), ignore_errors=True)
 
+    def _check_name_free(self: "Engine", name: str, context: str = "") -> None:
+        """Docker's Conflict error when a container already has NAME."""
+        try:
+            other = self.store.find_container(name)
+        except InvalidArgument:  # a hex name that is an ambiguous ID prefix: not a name in use
+            other = None
+        if other is not None and other.name == name:
+            raise Conflict(
+                f'{context}Conflict. The container name "/{name}" is already in use by container "{other.id}". '
+                "You have to remove (or rename) that container to be able to reuse that name."
+            )
+
     def rename(self: "Engine", ref: str, new: str) -> None:
         validate.container_name(new)
         with self._session():
             c = self.container(ref)
-            try:
-                other = self.store.find_container(new)
-            except InvalidArgument:  # a hex name that is an ambiguous ID prefix: not a name in use
-                other = None
-            if other is not None and other.name == new:
-                raise Conflict(
-                    f'Error when allocating new name: Conflict. The container name "/{new}" is already in use '
-                    f'by container "{other.id}". You have to remove (or rename) that container to be able to reuse that name.'
-                )
+            self._check_name_free(new, "Error when allocating new name: ")
             if c.netns:
                 from nsbridge.kernel import ns
 

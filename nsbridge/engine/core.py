@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from nsbridge import procs
 from nsbridge.engine.containers import ContainerOps
@@ -21,6 +22,10 @@ from nsbridge.engine.reconcile import ReconcileOps
 from nsbridge.engine.standins import StandinOps
 from nsbridge.engine.views import ViewOps
 from nsbridge.model import IpamConfig, Network, new_id, now_iso
+
+if TYPE_CHECKING:  # imported lazily at run time: pyroute2 costs ~100 ms to import
+    from nsbridge.kernel.firewall import Firewall
+    from nsbridge.kernel.netlink import NsLink
 
 log = logging.getLogger("nsbridge")
 
@@ -33,12 +38,12 @@ class Kernel:
     netlink at all (a namespace is removed by unmounting it).
     """
 
-    def __init__(self, fw: "Firewall") -> None:  # noqa: F821
+    def __init__(self, fw: "Firewall") -> None:
         self.fw = fw
         self._link = None
 
     @property
-    def link(self) -> "NsLink":  # noqa: F821
+    def link(self) -> "NsLink":
         if self._link is None:
             from nsbridge.kernel.netlink import NsLink
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from nsbridge.engine import files
 from nsbridge.engine.plan import Plan
-from nsbridge.errors import Conflict, NotFound
+from nsbridge.errors import Conflict
 from nsbridge.ipam import allocator
 from nsbridge.model import Container, Endpoint, Network, mac_for
 

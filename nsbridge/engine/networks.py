@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from nsbridge.engine import validate
 from nsbridge.engine.plan import Plan
-from nsbridge.errors import Conflict, Forbidden, InvalidArgument, MultiError, NotFound, NsbridgeError
+from nsbridge.errors import Conflict, Forbidden, NotFound, NsbridgeError, each
 from nsbridge.model import OPT_BRIDGE_NAME, PREDEFINED, IpamConfig, Network, new_id, now_iso
 
 if TYPE_CHECKING:
@@ -102,19 +102,8 @@ class NetworkOps:
 
     def network_rm(self: "Engine", refs: list[str]) -> list[str]:
         """Remove several networks; report every failure, remove the rest."""
-        removed: list[str] = []
-        errors: list[NsbridgeError] = []
         with self._session() as k:
-            for ref in refs:
-                try:
-                    net = self.network(ref)
-                    self._network_rm_one(k, net)
-                    removed.append(ref)
-                except NsbridgeError as e:
-                    errors.append(e)
-        if errors:
-            raise MultiError(errors, removed)
-        return removed
+            return each(refs, lambda ref: self._network_rm_one(k, self.network(ref)))
 
     def _network_rm_one(self: "Engine", k: "Kernel", net: Network) -> None:
         from nsbridge.drivers import bridge as drv
