@@ -10,7 +10,6 @@ import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 # Docker's rule for container names; nsbridge applies it to networks too.
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -189,22 +188,22 @@ class Container:
     def running(self) -> bool:
         return self.state == "running"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Container":
+    def from_dict(cls, d: dict[str, object]) -> "Container":
         d = dict(d)
         d["ports"] = [PortBinding(**p) for p in d.get("ports", [])]
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-def network_to_dict(n: Network) -> dict[str, Any]:
+def network_to_dict(n: Network) -> dict[str, object]:
     return dataclasses.asdict(n)
 
 
-def network_from_dict(d: dict[str, Any]) -> Network:
+def network_from_dict(d: dict[str, object]) -> Network:
     d = dict(d)
     if d.get("ipam"):
         d["ipam"] = IpamConfig(**d["ipam"])

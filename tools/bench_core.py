@@ -23,7 +23,9 @@ from nsbridge.sandbox import Sandbox
 
 def _ip_batch(ns: str | None, lines: list[str]) -> None:
     argv = ["ip"] + (["-n", ns] if ns else []) + ["-batch", "-"]
-    subprocess.run(argv, input="\n".join(lines) + "\n", text=True, check=True, capture_output=True)
+    p = subprocess.run(argv, input="\n".join(lines) + "\n", text=True, capture_output=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {p.stderr.strip()}")
 
 
 def ip_batch_create(host: str, bridge: str, prefix: str, n: int, base: str = "10.99") -> float:
@@ -38,8 +40,8 @@ def ip_batch_create(host: str, bridge: str, prefix: str, n: int, base: str = "10
         c = f"{prefix}{i}"
         a, b = divmod(i + 2, 256)
         host_lines += [
-            f"link add v{prefix}{i} type veth peer name eth0 address 02:42:0a:63:{a:02x}:{b:02x} netns {c}",
-            f"link set v{prefix}{i} master {bridge} up",
+            f"link add vb{i} type veth peer name eth0 address 02:42:0a:63:{a:02x}:{b:02x} netns {c}",
+            f"link set vb{i} master {bridge} up",
         ]
     _ip_batch(host, host_lines)
     for i in range(n):

@@ -269,10 +269,11 @@ def cmd_exec(a: argparse.Namespace, host: Host) -> int:
         raise Usage('"exec" requires at least 2 arguments.\nSee \'nsbridge exec --help\'.')
     if a.tty and not os.isatty(0):
         raise NotATty()
-    from nsbridge.engine.validate import env_var
+    if a.env:
+        from nsbridge.engine.validate import env_var
 
-    for v in a.env:
-        env_var(v)
+        for v in a.env:
+            env_var(v)
     with _reader(host) as e:
         c, entry = e.exec_entry(ref)
     if a.detach:

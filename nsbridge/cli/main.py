@@ -42,12 +42,30 @@ def _requires(parser: argparse.ArgumentParser) -> str:
     return f'"{parser.prog}" requires {how} {n} argument{"" if n == 1 else "s"}.'
 
 
+class Formatter(argparse.HelpFormatter):
+    """argparse builds a formatter for every add_argument, and each asks the
+    terminal's size (importing shutil): ~3 ms a start. Ask once, at --help."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None):
+        super().__init__(prog, indent_increment, max_help_position, width or _columns())
+
+
+def _columns(cache: list[int] = []) -> int:  # noqa: B006 (a cache on purpose)
+    if not cache:
+        try:
+            cache.append(os.get_terminal_size().columns - 2)
+        except OSError:
+            cache.append(78)
+    return cache[0]
+
+
 class Parser(argparse.ArgumentParser):
     """argparse that reports like Docker's CLI instead of exiting with 2 (and,
     like Docker's, takes no abbreviated long flags)."""
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", Formatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -105,19 +123,23 @@ def _privileged() -> bool:
 def build_parser(verb: str | None = None, sub_verb: str | None = None) -> Parser:
     """The whole parser, or (for speed: argparse costs ~0.25 ms a sub-parser)
     only the part that VERB needs."""
-    from nsbridge.cli import container, network, system
-
     p = Parser(prog=PROG, description="Docker's networking on the real Linux kernel, without Docker.")
     p.add_argument("--root", help="state root (NSBRIDGE_ROOT, default /var/lib/nsbridge)")
     p.add_argument("--host-netns", help="use this network namespace as the host (a sandbox; NSBRIDGE_HOST_NETNS)")
     p.add_argument("--debug", action="store_true", help="print tracebacks")
     p.add_argument("--version", action="store_true")
     sub = p.add_subparsers(dest="verb", metavar="COMMAND", parser_class=Parser)
+    if verb is None or verb in CONTAINER_VERBS or verb == "container":
+        from nsbridge.cli import container
     if verb is None or verb in CONTAINER_VERBS:
         container.add_parsers(sub, only=verb)
     if verb in (None, "network"):
+        from nsbridge.cli import network
+
         network.add_parser(sub)
     if verb in (None, "system"):
+        from nsbridge.cli import system
+
         system.add_parser(sub)
     if verb in (None, "container"):
         cont = sub.add_parser("container", help="Manage containers")

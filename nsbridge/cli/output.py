@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
 
 from nsbridge.errors import InvalidArgument
 
@@ -42,7 +41,7 @@ def print_inspect(objs: list[dict], fmt: str | None) -> None:
             raise FormatError(str(e) if str(e).startswith("template: ") else f"template: {e}") from None
 
 
-def print_rows(rows: list[dict[str, Any]], columns: list[tuple[str, str]], fmt: str | None, quiet: bool) -> None:
+def print_rows(rows: list[dict[str, object]], columns: list[tuple[str, str]], fmt: str | None, quiet: bool) -> None:
     """`ls`/`ps`: a table, IDs only, JSON lines, or a template per row."""
     from nsbridge.render import tables
 

@@ -52,22 +52,28 @@ def join(
     net: Network,
     ep: Endpoint,
     default_route: bool,
+    ctr_index: int | None = None,
+    ipv6_off_by_default: bool = False,
 ) -> None:
     """veth created in place (peer already inside, named and with its MAC),
-    host end on the bridge, address and routes inside."""
+    host end on the bridge, address and routes inside. CTR_INDEX: the peer's
+    ifindex when known (the Nth device made in a fresh netns is N+1)."""
     assert net.ipam is not None and ep.ip is not None
     ip, gw = ep.ip, net.ipam.gateway
 
     def veth() -> None:
         try:
-            host.add_veth(ep.host_ifname, ep.ifname, ep.mac, ctr_fd, net.bridge, net.mtu, ALIAS_PREFIX + ep.endpoint_id)
+            host.add_veth(
+                ep.host_ifname, ep.ifname, ep.mac, ctr_fd, net.bridge, net.mtu, ALIAS_PREFIX + ep.endpoint_id,
+                ipv6_off_by_default,
+            )
         except KernelError as e:  # name the network the user knows (a full bridge, a bad MTU)
             raise KernelError(f"failed to create endpoint on network {net.name}: {e}") from None
 
     plan.step("endpoint.veth", veth, lambda: host.delete_link(ep.host_ifname))
     plan.step(
         "endpoint.address",
-        lambda: ctr.configure_inside(ep.ifname, ip, net.prefixlen(), gw if default_route else None),
+        lambda: ctr.configure_inside(ep.ifname, ip, net.prefixlen(), gw if default_route else None, ctr_index),
     )
 
 

@@ -127,6 +127,10 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOp
         from nsbridge.kernel import sysctl
 
         sysctl.try_write("net.ipv4.ip_forward", 1)
+        if self.host.netns is not None:
+            # the sandbox is ours: new devices (our veths) come without IPv6,
+            # so a veth is made and brought up in one request (see add_veth)
+            sysctl.try_write("net.ipv6.conf.default.disable_ipv6", 1)
         self._bridge_nf()
 
     @staticmethod

@@ -75,7 +75,9 @@ class EndpointOps:
                 default_route = first_gw and not net.internal
                 if default_route:
                     first_gw = False
-                drv.join(plan, k.link, ctr, fd, net, ep, default_route)
+                # a fresh netns numbers devices from 1 (lo): this peer is the next
+                drv.join(plan, k.link, ctr, fd, net, ep, default_route, ctr_index=len(live) + 2,
+                         ipv6_off_by_default=self.host.netns is not None)
                 live.append(ep)
         finally:
             ctr.close()
@@ -99,7 +101,8 @@ class EndpointOps:
         ctr, fd = netlink.open_in_netns(path)
         try:
             has_default = any(not self.store.network(e.network_id).internal for e in live)
-            drv.join(plan, k.link, ctr, fd, net, ep, default_route=not has_default and not net.internal)
+            drv.join(plan, k.link, ctr, fd, net, ep, default_route=not has_default and not net.internal,
+                     ipv6_off_by_default=self.host.netns is not None)
         finally:
             ctr.close()
             os.close(fd)
@@ -150,7 +153,12 @@ class EndpointOps:
         os.makedirs(d, mode=0o700, exist_ok=True)
         live = sorted((e for e in live if e.ip), key=lambda e: e.position)
         nets = {e.network_id: self.store.network(e.network_id) for e in live}
-        default = next((n for n in self.store.networks() if n.is_default_bridge), None)
+        # the default bridge matters only for host-gateway and --link (decoding every network costs)
+        default = (
+            next((n for n in self.store.networks() if n.is_default_bridge), None)
+            if c.links or any(h.endswith(":host-gateway") for h in c.extra_hosts)
+            else None
+        )
         extra: list[files.HostsEntry] = []
         for h in c.extra_hosts:
             name, _, ip = h.partition(":")

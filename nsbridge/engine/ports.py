@@ -180,6 +180,7 @@ class PortOps:
         from nsbridge.kernel import firewall
 
         rules = self._ports_rules(c.ports, ep, net)
+        plan.step("container.ports.hairpin", lambda: k.link.set_hairpin(ep.host_ifname))
         plan.step("container.ports.localnet", lambda: firewall.enable_route_localnet(net.bridge))
         plan.step("container.ports", lambda: k.fw.apply(add=rules), lambda: k.fw.apply(delete=rules))
 
@@ -205,6 +206,7 @@ class PortOps:
             from nsbridge.kernel import firewall
 
             firewall.enable_route_localnet(moved[1].bridge)
+            k.link.set_hairpin(moved[0].host_ifname)
         k.fw.apply(add=after, delete=before)
 
     def _all_port_rules(self: "Engine") -> list["Rule"]:

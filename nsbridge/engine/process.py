@@ -19,9 +19,11 @@ file, so a shell stays up as Docker's does with its open stdin.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import subprocess
+
+TYPE_CHECKING = False  # (typing costs ~2 ms a start)
+if TYPE_CHECKING:
+    import subprocess  # lazily at run time: `exec` execs in place and never needs it
 from dataclasses import dataclass
 
 from nsbridge.errors import ExecFailed
@@ -77,9 +79,20 @@ def container_env(c: Container, extra: list[str] | None = None, tty: bool = Fals
     return env
 
 
+def _which(name: str, path: str) -> str | None:
+    """shutil.which without importing shutil (and its lzma/bz2): ~2 ms a start."""
+    if "/" in name:
+        return name if os.access(name, os.X_OK) and not os.path.isdir(name) else None
+    for d in path.split(":"):
+        p = os.path.join(d, name)
+        if os.access(p, os.X_OK) and not os.path.isdir(p):
+            return p
+    return None
+
+
 def check_command(cmd: list[str]) -> None:
     """Docker's error for a command that does not exist, before anything is made."""
-    if cmd and shutil.which(cmd[0], path=PATH) is None:
+    if cmd and _which(cmd[0], PATH) is None:
         raise ExecFailed(
             f'exec failed: unable to start container process: exec: "{cmd[0]}": '
             f"executable file not found in $PATH: unknown",
@@ -124,6 +137,8 @@ def spawn_detached(entry: Entry, c: Container, cmd: list[str], log_path: str, ex
                    keep_stdin: bool | None = None) -> subprocess.Popen:
     """The main process of a `run -d`: own session, output to the log. With
     -i/-t (KEEP_STDIN, default from the container) stdin stays open."""
+    import subprocess
+
     graceful = bool(getattr(cmd, "graceful", False))
     if keep_stdin is None:
         keep_stdin = (c.interactive or c.tty) and not graceful
@@ -150,6 +165,8 @@ def spawn_attached(entry: Entry, c: Container, cmd: list[str], env_extra: list[s
     """A foreground `run`: the caller's terminal and stdio, its own process
     group, made the terminal's foreground group (so Ctrl-C reaches it, with
     or without -t, as Docker's CLI proxies it)."""
+    import subprocess
+
     from nsbridge import standins
 
     on_tty = any(os.isatty(fd) for fd in (0, 1, 2))
@@ -204,6 +221,8 @@ def wait_foreground(p: subprocess.Popen) -> int:
 def run_inside(entry: Entry, c: Container, cmd: list[str], env_extra: list[str] | None = None,
                capture: bool = True, input: bytes | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
     """`exec` through the library API: run and wait, output captured."""
+    import subprocess
+
     check_command(cmd)
     return subprocess.run(
         cmd,

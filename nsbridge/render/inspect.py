@@ -2,16 +2,15 @@
 order as shared/reference/docker/*.json). Pure: takes model objects."""
 from __future__ import annotations
 
-from typing import Any
 
 from nsbridge.model import Container, Endpoint, Network
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
-def network(n: Network, members: list[tuple[Container, Endpoint]], resolver: dict[str, Any] | None = None) -> dict:
+def network(n: Network, members: list[tuple[Container, Endpoint]], resolver: dict[str, object] | None = None) -> dict:
     if n.ipam is not None:
-        cfg: dict[str, Any] = {"Subnet": n.ipam.subnet}
+        cfg: dict[str, object] = {"Subnet": n.ipam.subnet}
         if n.ipam.ip_range:
             cfg["IPRange"] = n.ipam.ip_range
         if not n.is_default_bridge or n.ipam.gateway_given:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime
-from typing import Any
 
 from nsbridge.model import Container, Network
 
@@ -62,7 +61,7 @@ def docker_time(iso: str) -> str:
 
 
 # -- networks -------------------------------------------------------------------
-def network_row(n: Network, no_trunc: bool = False) -> dict[str, Any]:
+def network_row(n: Network, no_trunc: bool = False) -> dict[str, object]:
     return {
         "CreatedAt": docker_time(n.created),
         "Driver": n.driver,
@@ -132,7 +131,7 @@ def status_text(c: Container, now: float) -> str:
     return f"Exited ({c.exit_code}) {human_duration(now - parse_time(c.finished_at))} ago"
 
 
-def container_row(c: Container, ports: str, networks: str, no_trunc: bool = False) -> dict[str, Any]:
+def container_row(c: Container, ports: str, networks: str, no_trunc: bool = False) -> dict[str, object]:
     now = time.time()
     return {
         "Command": command_text(c, no_trunc),
@@ -164,9 +163,9 @@ PS_COLUMNS = [
 NETWORK_COLUMNS = [("NETWORK ID", "ID"), ("NAME", "Name"), ("DRIVER", "Driver"), ("SCOPE", "Scope")]
 
 
-def rows_table(columns: list[tuple[str, str]], rows: list[dict[str, Any]]) -> str:
+def rows_table(columns: list[tuple[str, str]], rows: list[dict[str, object]]) -> str:
     return table([h for h, _ in columns], [[str(r[k]) for _, k in columns] for r in rows])
 
 
-def json_lines(rows: list[dict[str, Any]]) -> str:
+def json_lines(rows: list[dict[str, object]]) -> str:
     return "".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n" for r in rows)

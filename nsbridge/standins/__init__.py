@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import html
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 
 CATALOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "catalog.json")
@@ -183,6 +181,8 @@ def _fields(img: Image, name: str, cid: str, hostname: str, image_ref: str) -> d
 
 def page(img: Image, name: str, cid: str, hostname: str, image_ref: str = "") -> str:
     """The web stand-in's index.html: names the container that serves it."""
+    import html  # only for writing a web stand-in's page
+
     f = {k: html.escape(v) for k, v in _fields(img, name, cid, hostname, image_ref).items()}
     return (
         "<!DOCTYPE html>\n<html>\n<head>\n"
@@ -212,6 +212,8 @@ def ready_line(img: Image, name: str, port: int) -> str:
 
 # -- host programs and runtime files ------------------------------------------------------
 def busybox() -> str:
+    import shutil
+
     path = shutil.which("busybox", path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     if path is None:
         from nsbridge.errors import ExecFailed
