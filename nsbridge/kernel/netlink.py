@@ -172,7 +172,8 @@ class NsLink:
         try:
             self.ipr.link("add", ifname=host_ifname, kind="veth", ifalias=alias, master=br, peer=peer, **kw)
         except NetlinkError as e:
-            raise _err("create veth", host_ifname, e) from None
+            what = ("attach", f"{host_ifname} to {bridge}") if e.code == errno.EXFULL else ("create veth", host_ifname)
+            raise _err(*what, e) from None
         if ipv6_off_by_default:
             return
         sysctl.try_write(f"net.ipv6.conf.{host_ifname}.disable_ipv6", 1)
