@@ -58,3 +58,14 @@ def terminate(pid: int, start: int, timeout: float) -> None:
     if signal_group(pid, start, signal.SIGTERM) and not wait_gone(pid, start, timeout):
         signal_group(pid, start, signal.SIGKILL)
         wait_gone(pid, start, 5)
+
+
+def which(name: str, path: str) -> str | None:
+    """shutil.which without importing shutil (and its lzma/bz2): ~2 ms a start."""
+    if "/" in name:
+        return name if os.access(name, os.X_OK) and not os.path.isdir(name) else None
+    for d in path.split(":"):
+        p = os.path.join(d, name)
+        if os.access(p, os.X_OK) and not os.path.isdir(p):
+            return p
+    return None

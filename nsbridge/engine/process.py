@@ -79,20 +79,11 @@ def container_env(c: Container, extra: list[str] | None = None, tty: bool = Fals
     return env
 
 
-def _which(name: str, path: str) -> str | None:
-    """shutil.which without importing shutil (and its lzma/bz2): ~2 ms a start."""
-    if "/" in name:
-        return name if os.access(name, os.X_OK) and not os.path.isdir(name) else None
-    for d in path.split(":"):
-        p = os.path.join(d, name)
-        if os.access(p, os.X_OK) and not os.path.isdir(p):
-            return p
-    return None
-
-
 def check_command(cmd: list[str]) -> None:
     """Docker's error for a command that does not exist, before anything is made."""
-    if cmd and _which(cmd[0], PATH) is None:
+    from nsbridge.procs import which
+
+    if cmd and which(cmd[0], PATH) is None:
         raise ExecFailed(
             f'exec failed: unable to start container process: exec: "{cmd[0]}": '
             f"executable file not found in $PATH: unknown",

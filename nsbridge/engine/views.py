@@ -7,7 +7,6 @@ TYPE_CHECKING = False  # not typing's: importing typing costs ~2 ms on every rea
 from nsbridge.engine.base import EngineBase
 from nsbridge.errors import NotFound
 from nsbridge.model import Container, Endpoint, Network
-from nsbridge.render import inspect as render
 
 if TYPE_CHECKING:
     from nsbridge.engine.core import Engine
@@ -51,6 +50,8 @@ class ViewOps(EngineBase):
             for c in self.store.containers():
                 if c.network_mode == "host" and c.running:
                     members.append((c, Endpoint(c.id, n.id, 0, endpoint_id=c.id, ip="")))
+        from nsbridge.render import inspect as render
+
         return render.network(n, members, resolver)
 
     def container_endpoints(self: "Engine", c: Container) -> list[tuple[Network, Endpoint | None]]:
@@ -64,6 +65,8 @@ class ViewOps(EngineBase):
         self.ensure_ready()
         c = self.ps_state(self.container(ref))
         from nsbridge.kernel.ns import netns_path
+
+        from nsbridge.render import inspect as render
 
         return render.container(
             c, self.container_endpoints(c), self.host.container_dir(c.id), netns_path(c.netns) if c.netns else ""

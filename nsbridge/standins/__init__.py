@@ -212,9 +212,9 @@ def ready_line(img: Image, name: str, port: int) -> str:
 
 # -- host programs and runtime files ------------------------------------------------------
 def busybox() -> str:
-    import shutil
+    from nsbridge.procs import which
 
-    path = shutil.which("busybox", path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    path = which("busybox", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     if path is None:
         from nsbridge.errors import ExecFailed
 
