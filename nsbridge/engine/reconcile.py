@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nsbridge")
 
+RUNTIME_DIR = "/run/nsbridge"  # stand-ins' busybox links and shell rc (nsbridge/standins)
+
 
 def _kill_all(pids: list[int]) -> None:
     for pid in pids:
@@ -217,4 +219,9 @@ class ReconcileOps:
                 report.append(f"could not remove iptables rules: {e}")
         shutil.rmtree(host.root, ignore_errors=True)
         report.append(f"removed state root {host.root}")
+        if host.netns is None and os.path.isdir(RUNTIME_DIR):
+            # the machine's own reset: the runtime files shared by every host go too
+            # (a sandbox's reset leaves them to the other sandboxes)
+            shutil.rmtree(RUNTIME_DIR, ignore_errors=True)
+            report.append(f"removed runtime files {RUNTIME_DIR}")
         return report
