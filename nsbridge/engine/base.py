@@ -40,8 +40,10 @@ class EngineBase:
     def ensure_ready(self) -> None:
         """First use of a state root: record the predefined networks (read-only
         commands call this so that `network ls` shows them from the start)."""
-        if self.store.get_meta("initialized") == "1":
+        if self.store.get_meta("initialized") == "1" and self._resolvers_alive():
             return
+        # first use, or a resolver died: a full session sets up / restarts
+        # (DNS promises "restarted by any engine call that finds it dead")
         from nsbridge.engine.core import Engine
 
         if isinstance(self, Engine):
@@ -49,7 +51,14 @@ class EngineBase:
                 pass
         else:
             with Engine(self.host.root, self.host.netns) as e:
-                e.ensure_ready()
+                with e._session():
+                    pass
+
+    def _resolvers_alive(self) -> bool:
+        """One SELECT and a stat per user bridge: cheap enough for every read."""
+        from nsbridge import procs
+
+        return all(procs.alive(pid, start) for pid, start, _a, _l in self.store.resolvers().values())
 
     def network(self, ref: str) -> Network:
         n = self.store.find_network(ref)

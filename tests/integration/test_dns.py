@@ -619,3 +619,20 @@ def test_system_info_lists_resolvers(sb):
     assert p.returncode == 0, p.stderr
     pid = resolver_of(sb, "skynet")["Pid"]
     assert f" skynet: pid {pid} on 172.18.0.1:53 (running)" in p.stdout
+
+
+def test_a_reading_command_restarts_a_dead_resolver(sb):
+    """"Restarted by any engine call that finds it dead": `ps` and `network ls`
+    too, not only the commands that change state."""
+    sb.cli("network", "create", "skynet", check=True)
+    sb.cli("run", "-d", "--name", "a1", "--network", "skynet", "alpine", check=True)
+    sb.cli("run", "-d", "--name", "a2", "--network", "skynet", "alpine", check=True)
+    first = resolver_of(sb, "skynet")["Pid"]
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{first}") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    sb.cli("ps", check=True)
+    now = resolver_of(sb, "skynet")
+    assert now["Pid"] != first and now["State"] == "running"
+    assert getent(sb, "a1", "a2") is not None
