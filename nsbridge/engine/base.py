@@ -23,7 +23,6 @@ class EngineBase:
         self.lock = HostLock(self.host.lock)
         self._k = None
         self._depth = 0
-        self._pending_resolver: dict = {}
         self._attached = None
         #: one-line warnings for the CLI to print (Docker's WARNING: lines)
         self.warnings: list[str] = []

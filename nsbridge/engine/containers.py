@@ -212,7 +212,7 @@ class ContainerOps(EndpointOps):
         """For an attached `run`: wait for the command, then record its exit."""
         from nsbridge.engine import process
 
-        p = getattr(self, "_attached", None)
+        p = self._attached
         code = process.wait_foreground(p) if p is not None else 0
         # Recorded where the reaper of the next session looks, or it would
         # find the process gone first and record 0 (`run -it ... exit 3`).

@@ -75,24 +75,19 @@ class NetworkOps:
             )
             # 3. plan and apply with undo; 4. record in one transaction
             with Plan("network create") as plan:
-                self._setup_network(plan, k, net)
-                plan.step("network.record", lambda: self._record_network(net))
+                from nsbridge.drivers import bridge as drv
+
+                k.fw.ensure_base()
+                drv.setup_network(plan, k.link, k.fw, net)
+                resolver = self._start_resolver(plan, net) if net.has_dns else None
+                plan.step("network.record", lambda: self._record_network(net, resolver))
             return net
 
-    def _setup_network(self: "Engine", plan: Plan, k: "Kernel", net: Network) -> None:
-        from nsbridge.drivers import bridge as drv
-
-        k.fw.ensure_base()
-        drv.setup_network(plan, k.link, k.fw, net)
-        if net.has_dns:
-            self._start_resolver(plan, net)
-
-    def _record_network(self: "Engine", net: Network) -> None:
+    def _record_network(self: "Engine", net: Network, resolver) -> None:
         with self.store.tx():
             self.store.put_network(net)
-            info = getattr(self, "_pending_resolver", {}).pop(net.id, None)
-            if info is not None:
-                self.store.put_resolver(net.id, info.pid, info.pid_start, info.address, info.log)
+            if resolver is not None:
+                self.store.put_resolver(net.id, resolver.pid, resolver.pid_start, resolver.address, resolver.log)
 
     def _restore_network(self: "Engine", k: "Kernel", net: Network) -> None:
         plan = Plan("network restore")
@@ -143,11 +138,10 @@ class NetworkOps:
         return removed
 
     # -- resolvers ----------------------------------------------------------------
-    def _start_resolver(self: "Engine", plan: Plan, net: Network) -> None:
-        try:
-            from nsbridge.dns import supervisor
-        except ImportError:  # resolver not built in this checkout
-            return
+    def _start_resolver(self: "Engine", plan: Plan, net: Network):
+        """Start the network's resolver as a plan step; returns its ResolverInfo."""
+        from nsbridge.dns import supervisor
+
         assert net.ipam is not None
         info = plan.step(
             "network.resolver",
@@ -156,26 +150,20 @@ class NetworkOps:
             ),
         )
         plan.undos.append(("network.resolver", lambda: supervisor.stop((info.pid, info.pid_start))))
-        if not hasattr(self, "_pending_resolver"):
-            self._pending_resolver = {}
-        self._pending_resolver[net.id] = info
+        return info
 
     def _stop_resolver(self: "Engine", network_id: str) -> None:
         r = self.store.resolvers().get(network_id)
         if r is None:
             return
-        try:
-            from nsbridge.dns import supervisor
-        except ImportError:
-            return
+        from nsbridge.dns import supervisor
+
         supervisor.stop((r[0], r[1]))
 
     def _ensure_resolvers(self: "Engine", k: "Kernel") -> None:
         """Restart the resolver of any user bridge whose process is gone."""
-        try:
-            from nsbridge.dns import supervisor
-        except ImportError:
-            return
+        from nsbridge.dns import supervisor
+
         running = self.store.resolvers()
         for net in self.store.networks():
             if not net.has_dns or net.ipam is None:

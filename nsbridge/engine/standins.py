@@ -59,6 +59,6 @@ class StandinOps:
     def _note(self: "Engine", note: str | None) -> None:
         if not note:
             return
-        ws = getattr(self, "warnings", None)
+        ws = self.warnings
         if isinstance(ws, list) and note not in ws:
             ws.append(note)
