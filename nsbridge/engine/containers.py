@@ -86,6 +86,10 @@ class ContainerOps(EndpointOps):
         with self._session() as k:
             c, eps = self._new_container(spec, mode)
             with Plan("run") as plan:
+                # a new container's files (hosts, resolv.conf, stand-in page) go with a failed run
+                plan.undos.append(
+                    ("container.dir", lambda: shutil.rmtree(self.host.container_dir(c.id), ignore_errors=True))
+                )
                 self._start(plan, k, c, eps, attach=not spec.detach)
             return c
 
