@@ -161,13 +161,10 @@ def cmd_disconnect(a: argparse.Namespace, host: Host) -> int:
 
 
 def cmd_prune(a: argparse.Namespace, host: Host) -> int:
-    if not a.force:
-        sys.stdout.write("WARNING! This will remove all custom networks not used by at least one container.\n"
-                         "Are you sure you want to continue? [y/N] ")
-        sys.stdout.flush()
-        answer = sys.stdin.readline().strip().lower() if sys.stdin and not sys.stdin.closed else ""
-        if answer not in ("y", "yes"):
-            return 0
+    from nsbridge.cli.output import confirm
+
+    if not a.force and not confirm("This will remove all custom networks not used by at least one container."):
+        return 0
     with _engine(host) as e:
         removed = e.network_prune()
     if removed:

@@ -22,6 +22,14 @@ def _template(fmt: str):
         raise FormatError(f"Template parsing error: {e}") from None
 
 
+def confirm(warning: str) -> bool:
+    """Docker's `WARNING! ... [y/N]` prompt; no answer (no stdin) is no."""
+    sys.stdout.write(f"WARNING! {warning}\nAre you sure you want to continue? [y/N] ")
+    sys.stdout.flush()
+    answer = sys.stdin.readline() if sys.stdin and not sys.stdin.closed else ""
+    return answer.strip().lower() in ("y", "yes")
+
+
 def print_inspect(objs: list[dict], fmt: str | None) -> None:
     """`inspect`: indented JSON array, or the template once per object."""
     if not fmt:

@@ -71,15 +71,14 @@ def _report(host: Host, op: str) -> int:
 
 
 def cmd_reset(a: argparse.Namespace, host: Host) -> int:
-    if not a.force:
-        sys.stdout.write(
-            f"WARNING! This removes every container, network, rule and resolver nsbridge made on "
-            f"{'sandbox host ' + host.netns if host.netns else 'this machine'}, and its state in {host.root}.\n"
-            "Are you sure you want to continue? [y/N] "
-        )
-        sys.stdout.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            return 0
+    from nsbridge.cli.output import confirm
+
+    where = f"sandbox host {host.netns}" if host.netns else "this machine"
+    if not a.force and not confirm(
+        f"This removes every container, network, rule and resolver nsbridge made on {where}, "
+        f"and its state in {host.root}."
+    ):
+        return 0
     from nsbridge.engine.core import Engine
 
     report = Engine.reset(host)
