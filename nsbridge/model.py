@@ -6,10 +6,10 @@ from_dict so the store can keep the less-queried fields as one blob.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
-from dataclasses import dataclass, field
+
+from nsbridge.record import asdict, field, fields, record
 
 # Docker's rule for container names; nsbridge applies it to networks too.
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -56,7 +56,7 @@ def parse_bool(value: str) -> bool | None:
     return None
 
 
-@dataclass
+@record
 class IpamConfig:
     subnet: str
     gateway: str
@@ -65,7 +65,7 @@ class IpamConfig:
     gateway_given: bool = False
 
 
-@dataclass
+@record
 class Network:
     id: str
     name: str
@@ -118,7 +118,7 @@ class Network:
         return int(self.ipam.subnet.rsplit("/", 1)[1])
 
 
-@dataclass
+@record
 class Endpoint:
     """One container's attachment to one network; live fields are empty when released."""
 
@@ -136,7 +136,7 @@ class Endpoint:
     last_ip: str | None = None  # kept while released, so `start` gets it back if still free
 
 
-@dataclass
+@record
 class PortBinding:
     container_port: int
     proto: str  # tcp | udp
@@ -147,7 +147,7 @@ class PortBinding:
         return f"{self.container_port}/{self.proto}"
 
 
-@dataclass
+@record
 class Container:
     id: str
     name: str
@@ -189,18 +189,18 @@ class Container:
         return self.state == "running"
 
     def to_dict(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> "Container":
         d = dict(d)
         d["ports"] = [PortBinding(**p) for p in d.get("ports", [])]
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
 def network_to_dict(n: Network) -> dict[str, object]:
-    return dataclasses.asdict(n)
+    return asdict(n)
 
 
 def network_from_dict(d: dict[str, object]) -> Network:

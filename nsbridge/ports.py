@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from nsbridge.errors import ClientError
 from nsbridge.model import PortBinding
+from nsbridge.record import record
 
 PROTOS = ("tcp", "udp")
 #: Docker's default dynamic range (its portallocator reads ip_local_port_range)
@@ -36,7 +36,7 @@ class PortSpecError(ClientError):
     """A malformed -p/--expose value: printed as the docker CLI does, no daemon prefix."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PublishSpec:
     """One container port of a -p value, before a host port is picked."""
 
@@ -205,7 +205,7 @@ def ips_overlap(a: str, b: str) -> bool:
     return a in wild or b in wild or a == b
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Held:
     """A host port some binding holds: (proto, host ip, port) and who holds it."""
 
@@ -286,7 +286,7 @@ def display_ip(b: PortBinding) -> str:
     return b.host_ip or "0.0.0.0"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ApiPort:
     """types.Port of the Engine API: what `ps` formats."""
 

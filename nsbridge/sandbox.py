@@ -9,10 +9,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+
+from nsbridge.record import field, record
 
 
-@dataclass
+@record
 class Sandbox:
     name: str = field(default_factory=lambda: "nsbt" + secrets.token_hex(3))
     root: str = ""

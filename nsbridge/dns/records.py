@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass, field
 
 from nsbridge.model import network_from_dict
+from nsbridge.record import field, record
 
 A, PTR, AAAA = 1, 12, 28
 TTL = 600  # Docker's TTL for its embedded names
@@ -48,7 +48,7 @@ SQL_ENDPOINTS = (
 )
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Answer:
     """LOCAL: `records` (addresses for A, names for PTR; empty means NOERROR, no data)
     of type `rtype`; FORWARD: ask upstream; REFUSED: not our client."""
@@ -91,7 +91,7 @@ def _ip_key(ip: str) -> int:
     return ip_int(ip) or 0
 
 
-@dataclass
+@record
 class _Net:
     id: str
     name: str
@@ -102,7 +102,7 @@ class _Net:
     dns: bool
 
 
-@dataclass
+@record
 class Snapshot:
     """The store's answers at one generation."""
 

@@ -33,11 +33,13 @@ import socket
 import sqlite3
 import sys
 import time
-from dataclasses import dataclass, field
 
-from dnslib import PTR as RD_PTR, RR, A as RD_A, DNSRecord, EDNS0, QTYPE, RCODE
+from dnslib import EDNS0, QTYPE, RCODE, RR, DNSRecord
+from dnslib import PTR as RD_PTR
+from dnslib import A as RD_A
 
 from nsbridge.dns.records import FORWARDED, LOCAL, REFUSED, Answer, Records
+from nsbridge.record import field, record
 
 MAX_QUERY = 4096  # larger queries are not DNS queries we serve: dropped
 RECV_BATCH = 64  # at most this many datagrams per wakeup, then the other sockets' turn
@@ -211,7 +213,7 @@ class StoreWatch:
             self.mm.close()
 
 
-@dataclass
+@record
 class Entry:
     """Cached replies to one query from one view, one per rotation step.
 
@@ -252,7 +254,7 @@ class Entry:
         return b
 
 
-@dataclass
+@record
 class Conn:
     sock: socket.socket
     peer: str
@@ -262,7 +264,7 @@ class Conn:
     open: bool = True
 
 
-@dataclass
+@record
 class Pending:
     query: bytes
     req: DNSRecord

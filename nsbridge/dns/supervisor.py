@@ -13,11 +13,11 @@ import select
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from nsbridge import procs
 from nsbridge.errors import KernelError
+from nsbridge.record import record
 
 READY_TIMEOUT = 3.0
 STOP_TIMEOUT = 2.0
@@ -31,7 +31,7 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 _children: dict[int, subprocess.Popen] = {}
 
 
-@dataclass
+@record
 class ResolverInfo:
     """What the engine records in the store's resolvers table."""
 

@@ -7,7 +7,6 @@ import logging
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from nsbridge import procs
@@ -18,6 +17,7 @@ from nsbridge.engine.plan import Plan, checkpoint
 from nsbridge.engine.signals import held
 from nsbridge.errors import Conflict, Forbidden, InvalidArgument, NotFound, each
 from nsbridge.model import Container, Endpoint, new_id, now_iso
+from nsbridge.record import field, record
 
 if TYPE_CHECKING:
     from nsbridge.engine.core import Engine, Kernel
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("nsbridge")
 
 
-@dataclass
+@record
 class RunSpec:
     """`run`/`create` options, as given (validated by the engine)."""
 

@@ -23,7 +23,7 @@ public resolver on the user's behalf.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from nsbridge.record import field, record
 
 HOSTS_HEAD = (
     "127.0.0.1\tlocalhost\n"
@@ -35,13 +35,13 @@ HOSTS_HEAD = (
 )
 
 
-@dataclass
+@record
 class HostsEntry:
     ip: str
     names: list[str]
 
 
-@dataclass
+@record
 class Upstream:
     """What the host's resolv.conf says (its nameservers, search and options)."""
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from nsbridge.errors import InvalidArgument, PermissionDenied
+from nsbridge.record import record
 
 DEFAULT_ROOT = "/var/lib/nsbridge"
 
 
-@dataclass
+@record
 class Host:
     root: str
     netns: str | None  # sandbox host namespace name; None: the machine's own

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from nsbridge.errors import KernelError, NsbridgeError
+from nsbridge.record import field, record
 
 log = logging.getLogger("nsbridge")
 
@@ -38,7 +38,7 @@ def checkpoint(name: str) -> None:
         os._exit(137)
 
 
-@dataclass
+@record
 class Plan:
     name: str
     undos: list[tuple[str, Callable[[], object]]] = field(default_factory=list)

@@ -24,10 +24,9 @@ import signal
 TYPE_CHECKING = False  # (typing costs ~2 ms a start)
 if TYPE_CHECKING:
     import subprocess  # lazily at run time: `exec` execs in place and never needs it
-from dataclasses import dataclass
-
 from nsbridge.errors import ExecFailed
 from nsbridge.model import Container
+from nsbridge.record import record
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -53,7 +52,7 @@ class Command(list):
         self.log_line = log_line
 
 
-@dataclass
+@record
 class Entry:
     """How to enter a container."""
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from dataclasses import dataclass, field
 
 from nsbridge.errors import Forbidden, InvalidArgument, NotFound
 from nsbridge.ipam.pools import CIDR_RE, parse_ip, parse_subnet
@@ -27,6 +26,7 @@ from nsbridge.model import (
     PREDEFINED,
     parse_bool,
 )
+from nsbridge.record import field, record
 
 IFNAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}")
 #: Go's strconv.Atoi accepts an optional sign and ASCII digits, nothing else
@@ -133,7 +133,7 @@ def network_options(opts: dict[str, str]) -> dict[str, str]:
 
 
 # -- addresses -------------------------------------------------------------------
-@dataclass
+@record
 class IpamRequest:
     subnet: ipaddress.IPv4Network | None = None
     gateway: str | None = None
@@ -288,7 +288,7 @@ def run_options(spec) -> None:
 
 
 # -- --network ------------------------------------------------------------------------
-@dataclass
+@record
 class NetworkSpec:
     """What `run --network` asks for, parsed."""
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from nsbridge.errors import KernelError
+from nsbridge.record import record
 
 TAG = "-m comment --comment nsbridge"
 
@@ -31,7 +31,7 @@ FILTER_CHAINS = (
 NAT_CHAINS = ("NSBRIDGE", "NSBRIDGE-POSTROUTING")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Rule:
     table: str  # filter | nat
     chain: str

@@ -24,11 +24,22 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from .gotemplate_funcs import (FUNCS, HEADER_FUNCS, MISSING, ArgError, FuncError,
-                               fmt_v, go_quote, go_type, sorted_keys, truth)
+from nsbridge.record import record
+
+from .gotemplate_funcs import (
+    FUNCS,
+    HEADER_FUNCS,
+    MISSING,
+    ArgError,
+    FuncError,
+    fmt_v,
+    go_quote,
+    go_type,
+    sorted_keys,
+    truth,
+)
 
 __all__ = ["TemplateError", "Template", "compile_template", "render",
            "is_table", "strip_table", "docker_preprocess", "MISSING"]
@@ -54,7 +65,7 @@ _WORD_RE = re.compile(r"\w+")
 _ESC = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class _Tok:
     kind: str  # field dot var ident kw str num bool nil ( ) | , := = eoa
     val: Any
@@ -200,7 +211,7 @@ def _scan(src: str) -> list[tuple[str, Any, int]]:
 
 # ---- parse tree -------------------------------------------------------------
 
-@dataclass(slots=True)
+@record(slots=True)
 class _Arg:
     kind: str  # field (chain on dot) | var | func | lit | sub (parenthesised pipe)
     val: Any
@@ -209,21 +220,21 @@ class _Arg:
     src: str
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class _Cmd:
     args: list[_Arg]
     pos: int
     src: str
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class _Pipe:
     decl: list[str]
     assign: bool  # `$x = ...` rather than `$x := ...`
     cmds: list[_Cmd]
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class _Node:
     kind: str  # text | action | if | with | range | break | continue
     val: Any = None  # text, or the pipeline
@@ -549,7 +560,7 @@ class _Exec:
 
 # ---- public API -------------------------------------------------------------
 
-@dataclass(frozen=True, eq=False)
+@record(frozen=True, eq=False)
 class Template:
     """A compiled template; immutable, so compile once and execute per row."""
 

@@ -23,7 +23,8 @@ import contextlib
 import functools
 import json
 import os
-from dataclasses import dataclass, field
+
+from nsbridge.record import field, record
 
 CATALOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "catalog.json")
 
@@ -46,7 +47,7 @@ PS1='${debian_chroot:+($debian_chroot)}\\u@\\h:\\w\\$ '
 KINDS = ("web", "service", "distro")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Image:
     name: str
     kind: str
@@ -59,7 +60,7 @@ class Image:
     aliases: tuple[str, ...] = ()
 
 
-@dataclass
+@record
 class Decision:
     """What a container runs. kind: web | service (a stand-in), shell (the
     image's shell), command (the user's), idle (nothing)."""
