@@ -94,6 +94,8 @@ class ContainerOps(EndpointOps):
             return c
 
     def _new_container(self: "Engine", spec: RunSpec, mode: validate.NetworkSpec) -> tuple[Container, list[Endpoint]]:
+        from nsbridge.engine import process
+
         name = spec.name
         if name is not None:
             self._check_name_free(name)
@@ -110,7 +112,7 @@ class ContainerOps(EndpointOps):
             tty=spec.tty,
             interactive=spec.interactive,
             auto_remove=spec.auto_remove,
-            env=list(spec.env),
+            env=process.image_env(spec.image, spec.env),
             dns=list(spec.dns),
             dns_search=list(spec.dns_search),
             dns_options=list(spec.dns_options),

@@ -61,12 +61,26 @@ class Entry:
     binds: dict[str, str]  # target in /etc -> file under the state root
 
 
-def container_env(c: Container, extra: list[str] | None = None, tty: bool = False) -> dict[str, str]:
-    """Docker's clean environment, not the caller's."""
+def image_path(image: str) -> str:
+    """The PATH an image's containers start with: busybox's applets first for
+    busybox-flavoured images (standins.BUSYBOX_APPLETS), then the usual."""
     from nsbridge import standins
 
-    path = ":".join([*standins.path_dirs(c.image), PATH])
-    env = {"PATH": path, "HOSTNAME": c.hostname, "HOME": "/root"}
+    return ":".join([*standins.path_dirs(image), PATH])
+
+
+def image_env(image: str, user_env: list[str]) -> list[str]:
+    """Config.Env as Docker records it at create: the image's PATH, then the
+    user's -e (a PATH of the user's replaces the image's). Recorded, so that
+    `exec` reads it instead of loading the image catalog."""
+    if any(item.partition("=")[0] == "PATH" for item in user_env):
+        return list(user_env)
+    return [f"PATH={image_path(image)}", *user_env]
+
+
+def container_env(c: Container, extra: list[str] | None = None, tty: bool = False) -> dict[str, str]:
+    """Docker's clean environment, not the caller's."""
+    env = {"HOSTNAME": c.hostname, "HOME": "/root"}
     if tty:
         env["TERM"] = os.environ.get("TERM", "xterm")
     for item in [*c.env, *(extra or [])]:
@@ -75,6 +89,8 @@ def container_env(c: Container, extra: list[str] | None = None, tty: bool = Fals
             env[k] = v
         elif k in os.environ:
             env[k] = os.environ[k]
+    if "PATH" not in env:  # a container recorded before its Config.Env carried PATH
+        env["PATH"] = image_path(c.image)
     return env
 
 

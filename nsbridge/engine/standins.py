@@ -23,6 +23,7 @@ class StandinOps:
         """The main process's command line for C ([] to idle)."""
         from nsbridge.engine.process import Command
 
+        standins.path_dirs(c.image)  # the applet links its PATH names: /run is empty after a reboot
         d = standins.decide(c.image, c.cmd, c.tty, c.interactive)
         if d.kind == "command":
             return list(c.cmd)
