@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from nsbridge.engine.plan import Plan
 from nsbridge.errors import KernelError
+from nsbridge.kernel import ns
 from nsbridge.kernel.firewall import Firewall, Rule, network_rules
 from nsbridge.kernel.netlink import ALIAS_PREFIX, NsLink
 from nsbridge.model import Endpoint, Network
@@ -52,12 +53,12 @@ def join(
     net: Network,
     ep: Endpoint,
     default_route: bool,
-    ctr_index: int | None = None,
+    lo_up: bool = False,
     ipv6_off_by_default: bool = False,
 ) -> None:
     """veth created in place (peer already inside, named and with its MAC),
-    host end on the bridge, address and routes inside. CTR_INDEX: the peer's
-    ifindex when known (the Nth device made in a fresh netns is N+1)."""
+    host end on the bridge, address and routes inside (and loopback up with
+    LO_UP: the first endpoint of a new container)."""
     assert net.ipam is not None and ep.ip is not None
     ip, gw = ep.ip, net.ipam.gateway
 
@@ -71,10 +72,11 @@ def join(
             raise KernelError(f"failed to create endpoint on network {net.name}: {e}") from None
 
     plan.step("endpoint.veth", veth, lambda: host.delete_link(ep.host_ifname))
-    plan.step(
-        "endpoint.address",
-        lambda: ctr.configure_inside(ep.ifname, ip, net.prefixlen(), gw if default_route else None, ctr_index),
-    )
+    def address() -> None:
+        with ns.in_netns(ctr_fd):
+            ctr.configure_inside(ep.ifname, ip, net.prefixlen(), gw if default_route else None, lo_up)
+
+    plan.step("endpoint.address", address)
 
 
 def leave(ctr: NsLink, ep: Endpoint) -> None:

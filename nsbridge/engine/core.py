@@ -47,8 +47,7 @@ class Kernel:
         if self._link is None:
             from nsbridge.kernel.netlink import NsLink
 
-            self._link = NsLink()
-            self._link.index("lo")  # pyroute2 binds its socket on first use: do it here, in the host
+            self._link = NsLink()  # opened here, in the host netns: it stays bound to it
         return self._link
 
     @staticmethod

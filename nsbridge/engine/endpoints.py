@@ -50,20 +50,20 @@ class EndpointOps:
         if ns.netns_exists(c.netns):
             # a leftover of ours (crash) or someone else's: never reuse blindly
             raise Conflict(f"network namespace {c.netns} already exists: run `nsbridge system reconcile`")
+        nets = [self.store.network(ep.network_id) for ep in eps]
+        bridged = [(ep, net) for ep, net in zip(eps, nets) if net.driver == "bridge"]
         with ns.returning():
             ctr, fd = plan.step(
                 "container.netns",
-                lambda: netlink.open_in_new_netns(c.netns),
+                # loopback comes up with the first endpoint's addresses (one request less)
+                lambda: netlink.open_in_new_netns(c.netns, lo_up=not bridged),
                 lambda: ns.remove_netns(c.netns),
             )
         live: list[Endpoint] = []
         try:
             fresh: set[str] = set()
             first_gw = True
-            for i, ep in enumerate(eps):
-                net = self.store.network(ep.network_id)
-                if net.driver != "bridge":
-                    continue
+            for ep, net in bridged:
                 ip = self._assign_ip(net, ep, fresh)
                 fresh.add(ip)
                 ep.ip = ip
@@ -75,8 +75,7 @@ class EndpointOps:
                 default_route = first_gw and not net.internal
                 if default_route:
                     first_gw = False
-                # a fresh netns numbers devices from 1 (lo): this peer is the next
-                drv.join(plan, k.link, ctr, fd, net, ep, default_route, ctr_index=len(live) + 2,
+                drv.join(plan, k.link, ctr, fd, net, ep, default_route, lo_up=not live,
                          ipv6_off_by_default=self.host.netns is not None)
                 live.append(ep)
         finally:

@@ -11,15 +11,76 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
-from dataclasses import dataclass
+import socket
+import struct
 
 from pyroute2 import IPRoute
+from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP, ifinfmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from nsbridge.errors import Conflict, KernelError
 from nsbridge.kernel import ns, sysctl
+from nsbridge.record import record
 
 ALIAS_PREFIX = "nsbridge:"
+
+_ACK = NLM_F_REQUEST | NLM_F_ACK
+_CREATE = _ACK | NLM_F_CREATE | NLM_F_EXCL
+
+
+def _request(msg, msg_type: int, flags: int, fields: dict[str, int], attrs: list[tuple[str, object]]):
+    """A request message as pyroute2's IPRoute would build it, for sending
+    several in one batch."""
+    for k, v in fields.items():
+        msg[k] = v
+    msg["attrs"] = attrs
+    msg["header"]["type"] = msg_type
+    msg["header"]["flags"] = flags
+    return msg
+
+
+def _link_up(index: int, name: str = "") -> ifinfmsg:
+    """Up, by index (or by NAME with index 0)."""
+    attrs = [("IFLA_IFNAME", name)] if name else []
+    return _request(ifinfmsg(), RTM_NEWLINK, _ACK, {"index": index, "flags": IFF_UP, "change": IFF_UP}, attrs)
+
+
+def _set_alias(name: str, alias: str) -> ifinfmsg:
+    return _request(ifinfmsg(), RTM_NEWLINK, _ACK, {"index": 0}, [("IFLA_IFNAME", name), ("IFLA_IFALIAS", alias)])
+
+
+def _veth_add(name: str, peer: str, peer_mac: str, peer_netns_fd: int, master: int, mtu: int | None, up: bool) -> ifinfmsg:
+    """A veth whose peer is made directly inside another netns, named and
+    with its MAC (moving a device between namespaces costs 14-17 ms)."""
+    peer_attrs: list[tuple[str, object]] = [("IFLA_IFNAME", peer), ("IFLA_ADDRESS", peer_mac), ("IFLA_NET_NS_FD", peer_netns_fd)]
+    attrs: list[tuple[str, object]] = [("IFLA_IFNAME", name), ("IFLA_MASTER", master)]
+    if mtu:
+        attrs.append(("IFLA_MTU", mtu))
+        peer_attrs.append(("IFLA_MTU", mtu))
+    info = {"attrs": [("IFLA_INFO_KIND", "veth"), ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", {"attrs": peer_attrs})]})]}
+    attrs.append(("IFLA_LINKINFO", info))
+    flags = IFF_UP if up else 0
+    return _request(ifinfmsg(), RTM_NEWLINK, _CREATE, {"index": 0, "flags": flags, "change": flags}, attrs)
+
+
+def _addr_add(index: int, ip: str, prefixlen: int, broadcast: str) -> ifaddrmsg:
+    return _request(
+        ifaddrmsg(), RTM_NEWADDR, _CREATE, {"family": socket.AF_INET, "prefixlen": prefixlen, "index": index},
+        [("IFA_LOCAL", ip), ("IFA_ADDRESS", ip), ("IFA_BROADCAST", broadcast)],
+    )
+
+
+def _default_route(gateway: str, oif: int) -> rtmsg:
+    # proto 3 (boot) as `ip route add` sets it; table main, scope universe, unicast
+    return _request(
+        rtmsg(), RTM_NEWROUTE, _CREATE,
+        {"family": socket.AF_INET, "dst_len": 0, "table": 254, "proto": 3, "scope": 0, "type": 1},
+        [("RTA_GATEWAY", gateway), ("RTA_OIF", oif)],
+    )
 
 
 def _err(action: str, obj: str, e: NetlinkError) -> KernelError:
@@ -32,7 +93,7 @@ def _err(action: str, obj: str, e: NetlinkError) -> KernelError:
     return KernelError(f"failed to {action} {obj}: {os.strerror(e.code)}")
 
 
-@dataclass
+@record
 class LinkInfo:
     index: int
     name: str
@@ -61,18 +122,85 @@ def _link_info(msg) -> LinkInfo:
     )
 
 
-class NsLink:
-    """A netlink socket bound to one namespace (the one current at creation)."""
+def _thread_netns() -> tuple[int, int]:
+    st = os.stat("/proc/thread-self/ns/net")
+    return st.st_dev, st.st_ino
+
+
+class _Batch:
+    """A plain rtnetlink socket for requests that pyroute2 encodes (the
+    messages above) and that go out in one send: the kernel handles them in
+    order and acks each. Opening it costs 10 us where an IPRoute costs
+    0.2-0.4 ms, which a new container would pay for three requests."""
 
     def __init__(self) -> None:
-        self.ipr = IPRoute(groups=0)
-        self._bridges: dict[str, int] = {}
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)  # NETLINK_ROUTE
+        self.sock.settimeout(10)
+        self.sock.bind((0, 0))
 
     def close(self) -> None:
-        self.ipr.close()
+        self.sock.close()
+
+    def send(self, msgs: list) -> None:
+        """Send and wait for every ack; raise the first failure as NetlinkError."""
+        data = []
+        for seq, m in enumerate(msgs, 1):
+            m["header"]["sequence_number"] = seq
+            m["header"]["pid"] = 0
+            m.reset()
+            m.encode()
+            data.append(m.data)
+        self.sock.send(b"".join(data))
+        pending, first_error = set(range(1, len(msgs) + 1)), 0
+        while pending:
+            try:
+                buf = self.sock.recv(65536)
+            except TimeoutError:
+                raise NetlinkError(errno.ETIMEDOUT, "no answer from the kernel") from None
+            off = 0
+            while off + 16 <= len(buf):
+                length, msg_type, _flags, seq = struct.unpack_from("=LHHL", buf, off)
+                if msg_type == 2 and seq in pending:  # NLMSG_ERROR: an ack, error 0 on success
+                    pending.discard(seq)
+                    code = -struct.unpack_from("=i", buf, off + 16)[0]
+                    if code and not first_error:
+                        first_error = code
+                off += max((length + 3) & ~3, 16)
+        if first_error:
+            raise NetlinkError(first_error, os.strerror(first_error))
+
+
+class NsLink:
+    """Netlink sockets bound to one namespace (the one current at creation).
+    FULL: also pyroute2's IPRoute, for queries and single changes; without,
+    only what a new container needs (set_up, configure_inside)."""
+
+    def __init__(self, full: bool = True) -> None:
+        self._batch = _Batch()
+        self._ipr = IPRoute(groups=0) if full else None  # pyroute2 opens its socket here, in this netns
+        self._netns = _thread_netns()
+        self._bridges: dict[str, int] = {}
+
+    @property
+    def ipr(self) -> IPRoute:
+        if self._ipr is None:
+            raise RuntimeError("NsLink opened without IPRoute (full=False)")
+        return self._ipr
+
+    def close(self) -> None:
+        self._batch.close()
+        if self._ipr is not None:
+            self._ipr.close()
 
     # -- queries -----------------------------------------------------------
     def index(self, name: str) -> int | None:
+        """A device's index: by ioctl (5 us) when the thread is in this
+        socket's namespace, else by a netlink get (0.3 ms, decoded by pyroute2)."""
+        if _thread_netns() == self._netns:
+            try:
+                return socket.if_nametoindex(name)
+            except OSError:
+                return None
         found = self.ipr.link_lookup(ifname=name)
         return found[0] if found else None
 
@@ -99,7 +227,12 @@ class NsLink:
     # -- changes -----------------------------------------------------------
     def set_up(self, name_or_index: str | int) -> None:
         idx = name_or_index if isinstance(name_or_index, int) else self.index(name_or_index)
-        self.ipr.link("set", index=idx, state="up")
+        if idx is None:
+            raise KernelError(f"failed to set {name_or_index} up: not found")
+        try:
+            self._batch.send([_link_up(idx)])
+        except NetlinkError as e:
+            raise _err("set up", str(name_or_index), e) from None
 
     def ensure_bridge(self, name: str, gateway: str, prefixlen: int, mtu: int | None, alias: str) -> bool:
         """Create (or adopt, when it carries our alias) a bridge with its
@@ -113,9 +246,14 @@ class NsLink:
             # 00:00:00:00:00:00 when the last port leaves) under the containers' ARP caches.
             kw["address"] = "02:42:" + ":".join(f"{b:02x}" for b in os.urandom(4))
             try:
-                self.ipr.link("add", ifname=name, kind="bridge", ifalias=alias, **kw)
+                self.ipr.link("add", ifname=name, kind="bridge", **kw)
             except NetlinkError as e:
                 raise _err("create bridge", name, e) from None
+            try:  # the kernel ignores IFLA_IFALIAS when it creates a device
+                self._batch.send([_set_alias(name, alias)])
+            except NetlinkError as e:
+                self.delete_link(name)
+                raise _err("tag bridge", name, e) from None
             idx = self.index(name)
             created = True
         net = ipaddress.ip_network(f"{gateway}/{prefixlen}", strict=False)
@@ -164,25 +302,23 @@ class NsLink:
         br = self.bridge_index(bridge)
         if br is None:
             raise KernelError(f"failed to attach {host_ifname}: bridge {bridge} not found")
-        peer = {"ifname": peer_ifname, "address": peer_mac, "net_ns_fd": peer_netns_fd}
-        kw: dict[str, object] = {"state": "up"} if ipv6_off_by_default else {}
-        if mtu:
-            kw["mtu"] = mtu
-            peer["mtu"] = mtu
         try:
-            self.ipr.link("add", ifname=host_ifname, kind="veth", ifalias=alias, master=br, peer=peer, **kw)
+            self._batch.send([_veth_add(host_ifname, peer_ifname, peer_mac, peer_netns_fd, br, mtu, ipv6_off_by_default)])
         except NetlinkError as e:
             what = ("attach", f"{host_ifname} to {bridge}") if e.code == errno.EXFULL else ("create veth", host_ifname)
             raise _err(*what, e) from None
-        if ipv6_off_by_default:
-            return
-        sysctl.try_write(f"net.ipv6.conf.{host_ifname}.disable_ipv6", 1)
+        # The kernel ignores IFLA_IFALIAS when it creates a device: tag it now,
+        # by name, which is ours since the create succeeded.
+        then = [_set_alias(host_ifname, alias)]
+        if not ipv6_off_by_default:
+            sysctl.try_write(f"net.ipv6.conf.{host_ifname}.disable_ipv6", 1)
+            then.append(_link_up(0, host_ifname))
         try:
-            self.ipr.link("set", ifname=host_ifname, state="up")
+            self._batch.send(then)
         except NetlinkError as e:
-            with_cleanup = _err("attach", f"{host_ifname} to {bridge}", e)
+            failed = _err("attach", f"{host_ifname} to {bridge}", e)
             self.delete_link(host_ifname)
-            raise with_cleanup from None
+            raise failed from None
 
     def set_hairpin(self, ifname: str) -> None:
         """A container reaching its own published port through the host: DNAT
@@ -204,33 +340,23 @@ class NsLink:
                 self._bridges[bridge] = idx
         return idx
 
-    def configure_inside(
-        self, ifname: str, ip: str, prefixlen: int, gateway: str | None, index: int | None = None
-    ) -> None:
-        """Address, up, and (for the first network) the default route. INDEX,
-        when the caller knows it (a fresh netns numbers its devices from lo=1),
-        saves a lookup."""
-        net = ipaddress.ip_network(f"{ip}/{prefixlen}", strict=False)
-        idx = index
-        if idx is not None:
-            try:
-                self.ipr.addr("add", index=idx, address=ip, prefixlen=prefixlen, broadcast=str(net.broadcast_address))
-            except NetlinkError as e:
-                if e.code != errno.ENODEV:
-                    raise _err("configure", ifname, e) from None
-                idx = None  # a kernel that numbers devices otherwise: look it up
+    def configure_inside(self, ifname: str, ip: str, prefixlen: int, gateway: str | None, lo_up: bool = False) -> None:
+        """Address, up, and (for the first network) the default route; with
+        LO_UP loopback up too. One send: the kernel handles the requests in
+        order and acks each (0.2 ms a request saved on pyroute2's path).
+        Called with the thread inside the container's netns, so that the
+        device's index is an ioctl, not a guess: a new netns may hold the
+        kernel's fallback tunnels (tunl0, sit0) before our eth0."""
+        idx = self.index(ifname)
         if idx is None:
-            idx = self.index(ifname)
-            if idx is None:
-                raise KernelError(f"failed to configure {ifname}: not found in container")
-            try:
-                self.ipr.addr("add", index=idx, address=ip, prefixlen=prefixlen, broadcast=str(net.broadcast_address))
-            except NetlinkError as e:
-                raise _err("configure", ifname, e) from None
+            raise KernelError(f"failed to configure {ifname}: not found in container")
+        broadcast = str(ipaddress.ip_network(f"{ip}/{prefixlen}", strict=False).broadcast_address)
+        msgs = [_link_up(1)] if lo_up else []
+        msgs += [_addr_add(idx, ip, prefixlen, broadcast), _link_up(idx)]
+        if gateway:
+            msgs.append(_default_route(gateway, idx))
         try:
-            self.ipr.link("set", index=idx, state="up")
-            if gateway:
-                self.ipr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=idx, proto=3)
+            self._batch.send(msgs)
         except NetlinkError as e:
             raise _err("configure", ifname, e) from None
 
@@ -242,13 +368,15 @@ class NsLink:
             raise _err("set default route via", gateway, e) from None
 
 
-def open_in_new_netns(name: str) -> tuple[NsLink, int]:
-    """Create the named netns, configure loopback and IPv6 there, and return
-    a socket bound to it plus an fd of it. The caller must setns() back."""
+def open_in_new_netns(name: str, lo_up: bool = True) -> tuple[NsLink, int]:
+    """Create the named netns with IPv6 off there (and loopback up, unless the
+    caller does it with its first configure_inside), and return a socket bound
+    to it plus an fd of it. The caller must setns() back."""
     ns.create_netns(name)
     sysctl.disable_ipv6_here()
-    link = NsLink()
-    link.set_up(1)
+    link = NsLink(full=False)
+    if lo_up:
+        link.set_up(1)
     fd = os.open(ns.netns_path(name), os.O_RDONLY | os.O_CLOEXEC)
     return link, fd
 
@@ -258,5 +386,4 @@ def open_in_netns(path: str) -> tuple[NsLink, int]:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     with ns.in_netns(path):
         link = NsLink()
-        link.ipr.link_lookup(ifname="lo")  # sockets bind lazily: make the first call inside
     return link, fd

@@ -161,20 +161,22 @@ def list_netns() -> list[str]:
 
 
 @contextlib.contextmanager
-def in_netns(path: str | None) -> Iterator[None]:
-    """Run the block with the calling thread in the netns at PATH (None: stay)."""
-    if path is None:
+def in_netns(target: str | int | None) -> Iterator[None]:
+    """Run the block with the calling thread in the netns at TARGET, a path
+    or an open fd of it (None: stay)."""
+    if target is None:
         yield
         return
     back = current_netns_fd()
-    target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = target if isinstance(target, int) else os.open(target, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        setns(target, CLONE_NEWNET)
+        setns(fd, CLONE_NEWNET)
         yield
     finally:
         setns(back, CLONE_NEWNET)
         os.close(back)
-        os.close(target)
+        if fd is not target:
+            os.close(fd)
 
 
 @contextlib.contextmanager
