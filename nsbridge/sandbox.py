@@ -77,12 +77,9 @@ class Sandbox:
         self.cli("system", "reset", "-f", timeout=120)
         leaks = [f"netns {n}" for n in self.netns_names()]
         leaks += [f"process {p}" for p in self.processes()]
-        from nsbridge.engine.host import Host
-
-        for what, path in (("state root", self.root), ("runtime files", Host(self.root, self.name).run_dir)):
-            if os.path.exists(path):
-                leaks.append(f"{what} {path}")
-                shutil.rmtree(path, ignore_errors=True)
+        if os.path.exists(self.root):
+            leaks.append(f"state root {self.root}")
+            shutil.rmtree(self.root, ignore_errors=True)
         return leaks
 
     def __enter__(self) -> "Sandbox":

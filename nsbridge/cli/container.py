@@ -278,7 +278,7 @@ def cmd_exec(a: argparse.Namespace, host: Host) -> int:
         c, entry = e.exec_entry(ref)
     if a.detach:
         process.check_command(cmd)
-        d = host.ensure_container_dir(c.id)
+        d = host.container_dir(c.id)
         process.spawn_detached(entry, c, cmd, os.path.join(d, "log"), os.path.join(d, "exec-exitcode"), keep_stdin=False)
         return 0
     if not a.interactive:

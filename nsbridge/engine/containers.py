@@ -87,7 +87,9 @@ class ContainerOps(EndpointOps):
             c, eps = self._new_container(spec, mode)
             with Plan("run") as plan:
                 # a new container's files (hosts, resolv.conf, stand-in page) go with a failed run
-                plan.undos.append(("container.dir", lambda: self._remove_files(c)))
+                plan.undos.append(
+                    ("container.dir", lambda: shutil.rmtree(self.host.container_dir(c.id), ignore_errors=True))
+                )
                 self._start(plan, k, c, eps, attach=not spec.detach)
             return c
 
@@ -180,7 +182,6 @@ class ContainerOps(EndpointOps):
         cmd = self._command(c)
         self._attached = None
         if cmd:
-            self.host.ensure_container_dir(c.id)  # its log and exit code (an idle container writes nothing)
             entry = self._entry(c)
             if attach:
                 p = plan.step("container.process", lambda: process.spawn_attached(entry, c, cmd))
@@ -334,11 +335,7 @@ class ContainerOps(EndpointOps):
         with self.store.tx():
             self.store.delete_container(c.id)
         checkpoint("container.forget")
-        self._remove_files(c)
-
-    def _remove_files(self: "Engine", c: Container) -> None:
         shutil.rmtree(self.host.container_dir(c.id), ignore_errors=True)
-        shutil.rmtree(self.host.etc_dir(c.id), ignore_errors=True)
 
     def _check_name_free(self: "Engine", name: str, context: str = "") -> None:
         """Docker's Conflict error when a container already has NAME."""

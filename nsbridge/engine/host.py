@@ -11,8 +11,6 @@ from nsbridge.errors import InvalidArgument, PermissionDenied
 from nsbridge.record import record
 
 DEFAULT_ROOT = "/var/lib/nsbridge"
-#: Runtime files on tmpfs, one directory per state root (as podman's runroot).
-RUN_ROOT = "/run/nsbridge"
 
 
 @record
@@ -46,29 +44,7 @@ class Host:
         return os.path.join(self.root, "dns")
 
     def container_dir(self, cid: str) -> str:
-        """A container's files that outlive a reboot: log, exit codes, stand-in page."""
         return os.path.join(self.root, "containers", cid)
-
-    def ensure_container_dir(self, cid: str) -> str:
-        d = self.container_dir(cid)
-        os.makedirs(d, mode=0o700, exist_ok=True)
-        return d
-
-    @property
-    def run_dir(self) -> str:
-        """This state root's runtime files, on tmpfs: an idle container then
-        writes nothing to disk, where creating files stalled behind the
-        journal (0.05 ms to 3 ms a file on these VMs, growing with the run).
-        Other roots (sandboxes) get one named after their path, escaped so
-        that two roots never share it."""
-        if self.root == DEFAULT_ROOT:
-            return os.path.join(RUN_ROOT, "default")
-        return os.path.join(RUN_ROOT, "roots", self.root.strip("/").replace("%", "%25").replace("/", "%2F") or "%2F")
-
-    def etc_dir(self, cid: str) -> str:
-        """A container's hosts, resolv.conf and hostname (bound over its /etc):
-        rewritten at every start, so a reboot emptying /run loses nothing."""
-        return os.path.join(self.run_dir, "containers", cid)
 
     @property
     def upstream_resolv(self) -> str:

@@ -139,12 +139,12 @@ class ReconcileOps:
                     self.store.delete_resolver(nid)
         self._ensure_resolvers(k)
         # files of containers that were never recorded
+        cdir = os.path.join(self.host.root, "containers")
         known = {c.id for c in cs}
-        for cdir in (os.path.join(self.host.root, "containers"), os.path.join(self.host.run_dir, "containers")):
-            for d in os.listdir(cdir) if os.path.isdir(cdir) else []:
-                if d not in known:
-                    shutil.rmtree(os.path.join(cdir, d), ignore_errors=True)
-                    report.append(f"removed files of unrecorded container {d[:12]}")
+        for d in os.listdir(cdir) if os.path.isdir(cdir) else []:
+            if d not in known:
+                shutil.rmtree(os.path.join(cdir, d), ignore_errors=True)
+                report.append(f"removed files of unrecorded container {d[:12]}")
         return report
 
     def _expected_port_rules(self: "Engine") -> list:
@@ -219,9 +219,6 @@ class ReconcileOps:
                 report.append(f"could not remove iptables rules: {e}")
         shutil.rmtree(host.root, ignore_errors=True)
         report.append(f"removed state root {host.root}")
-        if os.path.isdir(host.run_dir):
-            shutil.rmtree(host.run_dir, ignore_errors=True)
-            report.append(f"removed runtime files {host.run_dir}")
         if host.netns is None and os.path.isdir(RUNTIME_DIR):
             # the machine's own reset: the runtime files shared by every host go too
             # (a sandbox's reset leaves them to the other sandboxes)

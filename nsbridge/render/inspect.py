@@ -98,9 +98,7 @@ def exposed_ports(c: Container) -> dict | None:
     return exposed or None
 
 
-def container(
-    c: Container, eps: list[tuple[Network, Endpoint | None]], root_dir: str, etc_dir: str, netns_path: str
-) -> dict:
+def container(c: Container, eps: list[tuple[Network, Endpoint | None]], root_dir: str, netns_path: str) -> dict:
     path, args = (c.cmd[0], c.cmd[1:]) if c.cmd else ("", [])
     networks = {net.name: _endpoint_settings(net, e, c) for net, e in eps}
     primary = next((s for s in networks.values() if s["IPAddress"]), None)
@@ -125,9 +123,9 @@ def container(
             "FinishedAt": c.finished_at,
         },
         "Image": c.image,
-        "ResolvConfPath": f"{etc_dir}/resolv.conf",
-        "HostnamePath": f"{etc_dir}/hostname",
-        "HostsPath": f"{etc_dir}/hosts",
+        "ResolvConfPath": f"{root_dir}/resolv.conf",
+        "HostnamePath": f"{root_dir}/hostname",
+        "HostsPath": f"{root_dir}/hosts",
         "LogPath": f"{root_dir}/log",
         "Name": "/" + c.name,
         "RestartCount": 0,

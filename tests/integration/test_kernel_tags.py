@@ -42,24 +42,3 @@ def test_reconcile_removes_a_stray_tagged_veth_and_keeps_others(sb):
     assert "vethdead" not in links and "notours" in links
     assert sb.cli("exec", "web", "true").returncode == 0
     sb.host_run("ip", "link", "del", "notours", check=True)
-
-
-def test_container_etc_files_live_on_tmpfs_and_go_with_the_container(sb):
-    """hosts/resolv.conf/hostname are runtime files (/run, as podman's runroot):
-    an idle container writes nothing under the state root."""
-    sb.cli("run", "-d", "--name", "idle", "alpine", check=True)
-    sb.cli("run", "-d", "--name", "web", "nginx", check=True)
-    info = {c["Name"]: c for c in json.loads(sb.cli("inspect", "idle", "web", check=True).stdout)}
-    for c in info.values():
-        for key in ("HostsPath", "ResolvConfPath", "HostnamePath"):
-            assert c[key].startswith("/run/nsbridge/roots/")
-        with open(c["HostsPath"]) as f:
-            assert c["Config"]["Hostname"] in f.read()
-    assert sb.cli("exec", "idle", "cat", "/etc/hostname", check=True).stdout.strip() == info["/idle"]["Config"]["Hostname"]
-    import os
-
-    on_disk = os.listdir(os.path.join(sb.root, "containers"))
-    assert on_disk == [info["/web"]["Id"]]  # the stand-in's page and log; nothing for the idle one
-    sb.cli("rm", "-f", "idle", "web", check=True)
-    assert not os.path.exists(os.path.dirname(info["/idle"]["HostsPath"]))
-    assert not os.path.exists(os.path.dirname(info["/web"]["HostsPath"]))
