@@ -142,6 +142,9 @@ class PortBinding:
     proto: str  # tcp | udp
     host_ip: str  # "" means all addresses
     host_port: int  # 0 until allocated
+    #: HostPort as asked for, for HostConfig.PortBindings: "8080", "8000-8010", or "" (picked);
+    #: None in records made before it was kept (then the port itself is shown)
+    requested: str | None = None
 
     def key(self) -> str:
         return f"{self.container_port}/{self.proto}"

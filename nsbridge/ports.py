@@ -253,7 +253,8 @@ def allocate(
             if not port:
                 raise PortAllocated("all ports are allocated")
         held.append(Held(s.proto, ip, port))
-        out.append(PortBinding(s.container_port, s.proto, ip, port))
+        asked = str(s.host_port) if not s.pick else f"{s.host_port}-{s.host_port_end}" if s.host_port else ""
+        out.append(PortBinding(s.container_port, s.proto, ip, port, asked))
     return out
 
 
@@ -382,7 +383,8 @@ def port_maps(bindings: list[PortBinding], exposed: list[str], running: bool, fr
     requested: dict[str, list[dict[str, str]]] = {}
     for b in bindings:
         if b.key() not in from_publish_all:
-            requested.setdefault(b.key(), []).append({"HostIp": b.host_ip, "HostPort": str(b.host_port)})
+            asked = str(b.host_port) if b.requested is None else b.requested
+            requested.setdefault(b.key(), []).append({"HostIp": b.host_ip, "HostPort": asked})
         if running:
             ports.setdefault(b.key(), []).append({"HostIp": display_ip(b), "HostPort": str(b.host_port)})
     keys = {b.key() for b in bindings} | set(exposed)

@@ -79,10 +79,11 @@ def ports_map(c: Container) -> tuple[dict, dict]:
     """(NetworkSettings.Ports, HostConfig.PortBindings) as Docker shows them:
     keys sorted as Go marshals a map; Ports empty when not running, exposed
     ports without a binding null. nsbridge publishes IPv4 only, so there is no
-    {"HostIp": "::"} twin of each 0.0.0.0 binding. Host ports are the ones
-    picked at creation (they stay across restarts), so a `-p 80` binding shows
-    its port rather than Docker's "". With -P, ports exposed without a -p of
-    their own are not in PortBindings (Docker allocates those at start)."""
+    {"HostIp": "::"} twin of each 0.0.0.0 binding. PortBindings says what was
+    asked for (`-p 80`: HostPort "", `-p 8000-8010:80`: "8000-8010"); Ports
+    the host port picked at creation, which stays across restarts. With -P,
+    ports exposed without a -p of their own are not in PortBindings (Docker
+    allocates those at start)."""
     from nsbridge import ports
 
     from_publish_all = set(c.exposed) if c.publish_all else set()

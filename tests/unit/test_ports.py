@@ -104,9 +104,9 @@ def test_allocate_explicit_and_picked():
     specs = ports.parse_publish("8080:80") + ports.parse_publish("5000") + ports.parse_publish("127.0.0.1::53/udp")
     got = ports.allocate(specs, "", [], [], dynamic=(32768, 60999))
     assert got == [
-        PortBinding(80, "tcp", "", 8080),
-        PortBinding(5000, "tcp", "", 32768),
-        PortBinding(53, "udp", "127.0.0.1", 32768),  # another protocol: the same number is free
+        PortBinding(80, "tcp", "", 8080, "8080"),
+        PortBinding(5000, "tcp", "", 32768, ""),
+        PortBinding(53, "udp", "127.0.0.1", 32768, ""),  # another protocol: the same number is free
     ]
 
 
@@ -117,7 +117,7 @@ def test_allocate_picks_lowest_free_avoiding_held_kept_and_host_sockets():
     assert [b.host_port for b in got] == [32771, 32772]
     # a host range picks within the range
     got = ports.allocate(ports.parse_publish("8000-8002:80"), "", [Held("tcp", "", 8000)], [])
-    assert got == [PortBinding(80, "tcp", "", 8001)]
+    assert got == [PortBinding(80, "tcp", "", 8001, "8000-8002")]
     with pytest.raises(PortAllocated) as e:
         ports.allocate(ports.parse_publish("8000-8001:80"), "", [Held("tcp", "", 8000), Held("tcp", "", 8001)], [])
     assert str(e.value) == "all ports are allocated"
@@ -141,7 +141,7 @@ def test_allocate_conflicts_by_proto_and_overlapping_address():
         ports.allocate(ports.parse_publish("7070:80") + ports.parse_publish("7070:81"), "", [], [])
     # the network's host_binding_ipv4 is the default address
     got = ports.allocate(ports.parse_publish("8080:80"), "127.0.0.1", [Held("tcp", "10.1.1.1", 8080)], [])
-    assert got == [PortBinding(80, "tcp", "127.0.0.1", 8080)]
+    assert got == [PortBinding(80, "tcp", "127.0.0.1", 8080, "8080")]
     assert ports.allocate(ports.parse_publish("0.0.0.0:8081:80"), "", [], [])[0].host_ip == ""
 
 
@@ -220,3 +220,21 @@ def test_port_maps_for_inspect():
     # -P bindings are not in HostConfig.PortBindings (Docker allocates them at start)
     _, b, _ = ports.port_maps([PortBinding(5000, "tcp", "", 32768)], ["5000/tcp"], True, {"5000/tcp"})
     assert b == {}
+
+
+def test_port_bindings_say_what_was_asked_for_ports_what_was_picked():
+    got = ports.allocate(
+        ports.parse_publish("80") + ports.parse_publish("8000-8002:81") + ports.parse_publish("8080:82"), "", [], [],
+        dynamic=(32768, 60999),
+    )
+    running, bindings, _ = ports.port_maps(got, [], True, set())
+    assert bindings == {
+        "80/tcp": [{"HostIp": "", "HostPort": ""}],
+        "81/tcp": [{"HostIp": "", "HostPort": "8000-8002"}],
+        "82/tcp": [{"HostIp": "", "HostPort": "8080"}],
+    }
+    assert running["80/tcp"] == [{"HostIp": "0.0.0.0", "HostPort": "32768"}]
+    assert running["81/tcp"] == [{"HostIp": "0.0.0.0", "HostPort": "8000"}]
+    # a binding recorded before `requested` was kept shows its port, as it did
+    _, old, _ = ports.port_maps([PortBinding(80, "tcp", "", 32768)], [], True, set())
+    assert old == {"80/tcp": [{"HostIp": "", "HostPort": "32768"}]}
