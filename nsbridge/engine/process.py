@@ -61,12 +61,12 @@ class Entry:
     binds: dict[str, str]  # target in /etc -> file under the state root
 
 
-def image_path(image: str) -> str:
+def image_path(image: str, ensure: bool = True) -> str:
     """The PATH an image's containers start with: busybox's applets first for
     busybox-flavoured images (standins.BUSYBOX_APPLETS), then the usual."""
     from nsbridge import standins
 
-    return ":".join([*standins.path_dirs(image), PATH])
+    return ":".join([*standins.path_dirs(image, ensure), PATH])
 
 
 def image_env(image: str, user_env: list[str]) -> list[str]:
@@ -75,7 +75,8 @@ def image_env(image: str, user_env: list[str]) -> list[str]:
     `exec` reads it instead of loading the image catalog."""
     if any(item.partition("=")[0] == "PATH" for item in user_env):
         return list(user_env)
-    return [f"PATH={image_path(image)}", *user_env]
+    # the links themselves are made at each start (engine/standins.py)
+    return [f"PATH={image_path(image, ensure=False)}", *user_env]
 
 
 def container_env(c: Container, extra: list[str] | None = None, tty: bool = False) -> dict[str, str]:

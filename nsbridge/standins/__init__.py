@@ -244,15 +244,18 @@ def bashrc_path(runtime_dir: str | None = None) -> str:
     return path
 
 
-def busybox_bin(runtime_dir: str | None = None) -> str | None:
+def busybox_bin(runtime_dir: str | None = None, ensure: bool = True) -> str | None:
     """A directory of busybox applet links, put first on PATH in
-    busybox-flavoured containers; None without busybox."""
+    busybox-flavoured containers; None without busybox. ENSURE: make the
+    links too (a start does; recording a container's PATH needs only the name)."""
     runtime_dir = runtime_dir or RUNTIME_DIR
     try:
         bb = busybox()
     except Exception:
         return None
     d = os.path.join(runtime_dir, "busybox-bin")
+    if not ensure:
+        return d
     os.makedirs(d, mode=0o755, exist_ok=True)
     for applet in BUSYBOX_APPLETS:
         link = os.path.join(d, applet)
@@ -268,11 +271,12 @@ def busybox_bin(runtime_dir: str | None = None) -> str | None:
     return d
 
 
-def path_dirs(image: str) -> list[str]:
-    """Directories put before the usual PATH for a container of IMAGE."""
+def path_dirs(image: str, ensure: bool = True) -> list[str]:
+    """Directories put before the usual PATH for a container of IMAGE (ENSURE:
+    as busybox_bin)."""
     img = lookup(image)
     if img is not None and img.userland == "busybox":
-        d = busybox_bin()
+        d = busybox_bin() if ensure else busybox_bin(ensure=False)
         return [d] if d else []
     return []
 
