@@ -129,6 +129,13 @@ def snapshot(sb: Sandbox) -> dict:
         "rules": [re.sub(r" \[\d+:\d+\]$", "", x) for x in host("iptables-save") if not x.startswith("#")],
         "files": files,
         "processes": sorted(sb.processes()),
+        # not compared: what the resolvers said, shown when a snapshot differs (a resolver
+        # that stopped between two commands is restarted by the next one)
+        "_resolver_logs": {
+            n: open(os.path.join(sb.root, "dns", n)).read()[-600:]
+            for n in (os.listdir(os.path.join(sb.root, "dns")) if os.path.isdir(os.path.join(sb.root, "dns")) else [])
+            if n.endswith(".log")
+        },
     }
 
 
@@ -138,10 +145,14 @@ def assert_unchanged(before: dict, after: dict) -> None:
 
     diffs = []
     for key in before:
+        if key.startswith("_"):
+            continue
         if after[key] != before[key]:
             a = before[key] if isinstance(before[key], list) else json.dumps(before[key], indent=1).splitlines()
             b = after[key] if isinstance(after[key], list) else json.dumps(after[key], indent=1).splitlines()
             diffs.append(f"{key} changed:\n" + "\n".join(difflib.unified_diff(a, b, lineterm="", n=0)))
+    if diffs:
+        diffs.append("resolver logs after:\n" + "\n".join(f"{n}: {t}" for n, t in after.get("_resolver_logs", {}).items()))
     assert not diffs, "\n".join(diffs)
 
 
