@@ -24,6 +24,7 @@ from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from nsbridge.errors import Conflict, KernelError
 from nsbridge.kernel import ns, sysctl
+from nsbridge.kernel.failpoint import request_done
 from nsbridge.record import record
 
 ALIAS_PREFIX = "nsbridge:"
@@ -166,6 +167,7 @@ class _Batch:
                     if code and not first_error:
                         first_error = code
                 off += max((length + 3) & ~3, 16)
+        request_done()
         if first_error:
             raise NetlinkError(first_error, os.strerror(first_error))
 
@@ -249,6 +251,7 @@ class NsLink:
                 self.ipr.link("add", ifname=name, kind="bridge", **kw)
             except NetlinkError as e:
                 raise _err("create bridge", name, e) from None
+            request_done()
             try:  # the kernel ignores IFLA_IFALIAS when it creates a device
                 self._batch.send([_set_alias(name, alias)])
             except NetlinkError as e:
@@ -266,7 +269,9 @@ class NsLink:
             except NetlinkError as e:
                 if e.code != errno.EEXIST:
                     raise _err("add address to", name, e) from None
+            request_done()
         self.ipr.link("set", index=idx, state="up")
+        request_done()
         return created
 
     def delete_link(self, name: str) -> bool:
@@ -281,6 +286,7 @@ class NsLink:
             if e.code in (errno.ENODEV, errno.ENOENT):
                 return False
             raise _err("delete", name, e) from None
+        request_done()
         return True
 
     def add_veth(

@@ -12,6 +12,8 @@ import errno
 import os
 from collections.abc import Iterator
 
+from nsbridge.kernel.failpoint import request_done
+
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWNET = 0x40000000
@@ -118,6 +120,7 @@ def create_netns(name: str) -> None:
     except FileExistsError:
         raise FileExistsError(errno.EEXIST, f"network namespace {name} already exists") from None
     os.close(fd)
+    request_done()
     try:
         unshare(CLONE_NEWNET)
         mount("/proc/thread-self/ns/net", path, "none", MS_BIND)
@@ -125,6 +128,7 @@ def create_netns(name: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(path)
         raise
+    request_done()
 
 
 def remove_netns(name: str) -> bool:
@@ -138,6 +142,8 @@ def remove_netns(name: str) -> bool:
     except OSError as e:
         if e.errno not in (errno.EINVAL, errno.ENOENT):
             raise
+    if existed:
+        request_done()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     return existed
