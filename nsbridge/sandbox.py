@@ -50,11 +50,18 @@ class Sandbox:
         )
 
     def netns_names(self) -> list[str]:
-        try:
-            names = os.listdir("/run/netns")
-        except FileNotFoundError:
-            return []
-        return sorted(n for n in names if n == self.name or n.startswith(self.name + "-"))
+        """The sandbox host and the namespaces marked as its engine's containers
+        (never guessed from the name: `lab-2-web` may be sandbox `lab-2`'s)."""
+        from nsbridge.engine import owner
+        from nsbridge.engine.host import Host
+
+        eid = Host(os.path.abspath(self.root), self.name).engine_id
+        mine = owner.our_namespaces(eid, self.name + "-")
+        if os.path.exists(f"/run/netns/{self.name}"):
+            m = owner.read(self.name)  # (anyone's but another engine's: a leftover of ours)
+            if m is None or (m.kind == "host" and m.engine == eid):
+                mine.append(self.name)
+        return sorted(mine)
 
     def processes(self) -> list[str]:
         """Processes still pointing at this sandbox's state root (resolvers, commands)."""

@@ -53,12 +53,10 @@ def join(
     net: Network,
     ep: Endpoint,
     default_route: bool,
-    lo_up: bool = False,
     ipv6_off_by_default: bool = False,
 ) -> None:
     """veth created in place (peer already inside, named and with its MAC),
-    host end on the bridge, address and routes inside (and loopback up with
-    LO_UP: the first endpoint of a new container)."""
+    host end on the bridge, address and routes inside."""
     assert net.ipam is not None and ep.ip is not None
     ip, gw = ep.ip, net.ipam.gateway
 
@@ -74,7 +72,7 @@ def join(
     plan.step("endpoint.veth", veth, lambda: host.delete_link(ep.host_ifname))
     def address() -> None:
         with ns.in_netns(ctr_fd):
-            ctr.configure_inside(ep.ifname, ip, net.prefixlen(), gw if default_route else None, lo_up)
+            ctr.configure_inside(ep.ifname, ip, net.prefixlen(), gw if default_route else None)
 
     plan.step("endpoint.address", address)
 

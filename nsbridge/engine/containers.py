@@ -358,6 +358,11 @@ class ContainerOps(EndpointOps):
                 from nsbridge.kernel import ns
 
                 newns = self.host.ctr_netns_name(new)
+                from nsbridge.engine import owner
+
+                owner.refuse_taken(newns, self.host.engine_id)
+                self.lock.note(f"netns {newns}")
+                self.lock.note(f"netns {c.netns}")
                 ns.rename_netns(c.netns, newns)
                 c.netns = newns
             c.name = new

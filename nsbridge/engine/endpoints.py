@@ -11,9 +11,8 @@ import contextlib
 import os
 from typing import TYPE_CHECKING
 
-from nsbridge.engine import files
+from nsbridge.engine import files, owner
 from nsbridge.engine.plan import Plan
-from nsbridge.errors import Conflict
 from nsbridge.ipam import allocator
 from nsbridge.model import Container, Endpoint, Network, mac_for
 
@@ -47,16 +46,16 @@ class EndpointOps:
         if c.network_mode == "host" or c.network_mode.startswith("container:"):
             return []
         c.netns = self.host.ctr_netns_name(c.name)
-        if ns.netns_exists(c.netns):
-            # a leftover of ours (crash) or someone else's: never reuse blindly
-            raise Conflict(f"network namespace {c.netns} already exists: run `nsbridge system reconcile`")
+        eid = self.host.engine_id
+        owner.refuse_taken(c.netns, eid)  # a leftover of ours, or someone else's: never reused
         nets = [self.store.network(ep.network_id) for ep in eps]
         bridged = [(ep, net) for ep, net in zip(eps, nets) if net.driver == "bridge"]
+        self.lock.note(f"netns {c.netns}")
         with ns.returning():
             ctr, fd = plan.step(
                 "container.netns",
-                # loopback comes up with the first endpoint's addresses (one request less)
-                lambda: netlink.open_in_new_netns(c.netns, lo_up=not bridged),
+                # loopback comes up with its mark, in the request that marks it
+                lambda: netlink.open_in_new_netns(c.netns, owner.container_mark(eid, c.id)),
                 lambda: ns.remove_netns(c.netns),
             )
         live: list[Endpoint] = []
@@ -75,8 +74,7 @@ class EndpointOps:
                 default_route = first_gw and not net.internal
                 if default_route:
                     first_gw = False
-                drv.join(plan, k.link, ctr, fd, net, ep, default_route, lo_up=not live,
-                         ipv6_off_by_default=self.host.netns is not None)
+                drv.join(plan, k.link, ctr, fd, net, ep, default_route, ipv6_off_by_default=self.host.netns is not None)
                 live.append(ep)
         finally:
             ctr.close()
@@ -139,6 +137,7 @@ class EndpointOps:
             for pid in ns.pids_in_netns(path):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+            self.lock.note(f"netns {c.netns}")
             ns.remove_netns(c.netns)
             checkpoint("container.netns-remove")
         self._remove_port_rules(k, c)

@@ -7,7 +7,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-from nsbridge.errors import InvalidArgument, PermissionDenied
+from nsbridge.errors import InvalidArgument
 from nsbridge.record import record
 
 DEFAULT_ROOT = "/var/lib/nsbridge"
@@ -22,7 +22,10 @@ class Host:
     def from_env(cls, root: str | None = None, host_netns: str | None = None) -> "Host":
         root = root or os.environ.get("NSBRIDGE_ROOT") or DEFAULT_ROOT
         host_netns = host_netns or os.environ.get("NSBRIDGE_HOST_NETNS") or None
-        if host_netns is not None and (not host_netns or "/" in host_netns or len(host_netns) > 40):
+        if host_netns is not None and (
+            not host_netns or "/" in host_netns or len(host_netns) > 40 or not host_netns.isprintable()
+            or any(ch.isspace() for ch in host_netns) or host_netns in (".", "..")
+        ):
             raise InvalidArgument(f"invalid host namespace name: {host_netns!r}")
         return cls(os.path.abspath(root), host_netns)
 
@@ -66,42 +69,14 @@ class Host:
         with the sandbox name inside a sandbox so sandboxes never collide."""
         return f"{self.netns}-{name}" if self.netns else name
 
-    def prepare_root(self) -> None:
-        """Root-only state: the root and its directories 0700, the database and
-        the lock 0600; created so, and checked at every start (a few stat calls).
+    def prepare_root(self, create: bool = True) -> None:
+        """Root-only state, checked at every start (engine/stateroot.py): the
+        root and its directories 0700, the database and the lock 0600, never a
+        symlink, never under a directory another user could change. What root
+        owns but left too open is fixed and said in one warning line."""
+        from nsbridge.engine import stateroot
 
-        What root owns but left too open (a `chmod -R a+rX`, a restored backup)
-        is fixed, as dockerd fixes its root's mode, and said in one warning line.
-        What another user owns, and a database or lock that is a symlink or not
-        a regular file, is refused: its owner could loosen it again or swap it
-        between our check and our use, and the state drives what runs as root."""
-        import stat
-
-        os.makedirs(self.root, mode=0o700, exist_ok=True)
-        fixed: list[str] = []
-        st = os.stat(self.root)
-        if st.st_uid != os.geteuid():
-            raise PermissionDenied(
-                f"state root {self.root} is owned by uid {st.st_uid}, not by root: refusing to use it "
-                f"(chown -R root:root {self.root})"
-            )
-        self._tighten(self.root, st, 0o700, fixed)
-        for d in (os.path.join(self.root, "containers"), self.dns_dir):
-            os.makedirs(d, mode=0o700, exist_ok=True)
-            self._tighten(d, os.stat(d), 0o700, fixed)
-        for path in (self.db, self.db + "-wal", self.db + "-shm", self.lock):
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                continue
-            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
-                what = "a symlink" if stat.S_ISLNK(st.st_mode) else (
-                    f"owned by uid {st.st_uid}" if stat.S_ISREG(st.st_mode) else "not a regular file")
-                raise PermissionDenied(f"{path} is {what}: refusing to use it (remove it or make it root's)")
-            self._tighten(path, st, 0o600, fixed)
-        with contextlib.suppress(OSError):  # the log says what ran: root's only, but no warning
-            if os.stat(self.log).st_mode & 0o077:
-                os.chmod(self.log, 0o600)
+        fixed = stateroot.prepare(self.root, create)
         if fixed:
             import logging
             import sys
@@ -111,16 +86,23 @@ class Host:
             if lg.handlers:  # (read-only verbs set up no log; Python would print it again)
                 lg.warning("%s", msg)
             sys.stderr.write(f"WARNING: {msg}\n")
-        if self.netns and not os.path.exists(self.upstream_resolv):
-            with open(self.upstream_resolv, "w") as f:
-                f.write("# upstream nameservers of sandbox host %s (none: no route out)\n" % self.netns)
+        if create and self.netns and not os.path.exists(self.upstream_resolv):
+            stateroot.create_new(
+                self.upstream_resolv, "# upstream nameservers of sandbox host %s (none: no route out)\n" % self.netns
+            )
 
-    @staticmethod
-    def _tighten(path: str, st: os.stat_result, mode: int, fixed: list[str]) -> None:
-        have = st.st_mode & 0o7777
-        if have & ~mode:
-            os.chmod(path, have & mode)
-            fixed.append(f"{path} {have:04o} -> {have & mode:04o}")
+    # -- ownership (engine/owner.py) -------------------------------------------
+    @property
+    def engine_id(self) -> str:
+        from nsbridge.engine import owner
+
+        return owner.engine_id(self.netns, self.root)
+
+    @property
+    def device_group(self) -> int:
+        from nsbridge.engine import owner
+
+        return owner.device_group(self.engine_id)
 
     # -- namespace -------------------------------------------------------------
     def exists(self) -> bool:

@@ -10,7 +10,7 @@ import contextlib
 import ctypes
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from nsbridge.kernel.failpoint import request_done
 
@@ -107,10 +107,12 @@ def netns_exists(name: str) -> bool:
         return False
 
 
-def create_netns(name: str) -> None:
+def create_netns(name: str, inside: Callable[[], None] | None = None) -> None:
     """Create /run/netns/NAME and leave the calling thread INSIDE it.
 
-    The caller opens its netlink socket and writes per-netns sysctls while
+    INSIDE runs in the new namespace before it is bound to its name (the
+    owner's mark goes there: a namespace that has a name has its mark). The
+    caller opens its netlink socket and writes per-netns sysctls while
     inside (both bind to the current netns), then setns() back.
     """
     _ensure_netns_dir()
@@ -123,8 +125,10 @@ def create_netns(name: str) -> None:
     request_done()
     try:
         unshare(CLONE_NEWNET)
+        if inside is not None:
+            inside()
         mount("/proc/thread-self/ns/net", path, "none", MS_BIND)
-    except OSError:
+    except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(path)
         raise
@@ -155,7 +159,9 @@ def rename_netns(old: str, new: str) -> None:
     path = netns_path(new)
     fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
     os.close(fd)
+    request_done()
     mount(netns_path(old), path, "none", MS_BIND)
+    request_done()
     remove_netns(old)
 
 
@@ -173,8 +179,8 @@ def in_netns(target: str | int | None) -> Iterator[None]:
     if target is None:
         yield
         return
-    back = current_netns_fd()
     fd = target if isinstance(target, int) else os.open(target, os.O_RDONLY | os.O_CLOEXEC)
+    back = current_netns_fd()
     try:
         setns(fd, CLONE_NEWNET)
         yield

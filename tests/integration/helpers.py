@@ -41,9 +41,11 @@ def wait_listening(sb: Sandbox, name: str, port: int, timeout: float = 5.0) -> N
 
 
 def _alias_links(sb) -> dict[str, str]:
-    """name -> ifalias of the sandbox host's devices that carry our mark."""
+    """name -> ifalias of the sandbox host's devices that carry our mark (loopback
+    carries the namespace's own mark, not an object's)."""
     out = json.loads(sb.host_run("ip", "-j", "-d", "link", check=True).stdout)
-    return {li["ifname"]: li.get("ifalias", "") for li in out if li.get("ifalias", "").startswith("nsbridge:")}
+    return {li["ifname"]: li.get("ifalias", "") for li in out
+            if li.get("ifalias", "").startswith("nsbridge:") and li["ifname"] != "lo"}
 
 
 def assert_consistent(sb) -> None:

@@ -8,8 +8,10 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import random
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -116,6 +118,7 @@ def test_crash_at_every_kernel_request(sb, op):
         assert_consistent(sb)
         sb.cli("rm", "-f", "crash1")
         sb.cli("network", "rm", "crashnet")
+    print(f"{op}: killed at each of its {kills} kernel requests, every kill repaired")
     assert kills >= 1, f"{op} made no kernel request"
     assert_consistent(sb)
 
@@ -144,6 +147,35 @@ def test_sigint_and_sigterm_roll_back(sb):
         assert sb.netns_names() == before_ns
         assert sb.cli("ps", "-a", "-q", check=True).stdout == ""
         assert sb.cli("system", "reconcile", check=True).stdout.startswith("nothing to do")
+
+
+def test_ctrl_c_at_any_moment_prints_at_most_one_line(sb):
+    """Ctrl-C at a random moment of a command's life, start-up (Python importing
+    modules) included: at most one line, exit 130 (or killed by SIGINT itself, which
+    a shell shows as 130, when it lands before Python has a handler), and nothing
+    half made."""
+    # the `nsbridge` command as users run it (setup.sh writes it next to the venv's python)
+    command = os.path.join(os.path.dirname(sys.executable), "nsbridge")
+    with open(command) as f:
+        assert "--block-signal=INT" in f.readline(), f"{command} is not the command setup.sh writes: run ./setup.sh install"
+    sb.cli("network", "create", "skynet", check=True)
+    seed = random.randrange(1 << 30)
+    rnd = random.Random(seed)
+    bad = []
+    for i in range(30):
+        argv = ["network", "ls"] if i % 3 == 0 else ["run", "-d", "--name", f"c{i}", "--network", "skynet", "alpine"]
+        p = subprocess.Popen([command, *argv], env=sb.env, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        delay = rnd.uniform(0, 0.3)
+        time.sleep(delay)
+        p.send_signal(signal.SIGINT)
+        _out, err = p.communicate(timeout=60)
+        ok = (p.returncode in (0, 130) or (p.returncode == -signal.SIGINT and not err)) and (
+            len(err.splitlines()) <= 1 and "Traceback" not in err)
+        if not ok:
+            bad.append(f"{' '.join(argv[:2])} after {delay * 1000:.0f} ms: exit {p.returncode}: {err[-400:]!r}")
+    assert not bad, f"seed {seed}: " + "\n".join(bad)
+    assert_consistent(sb)
 
 
 def test_restore_after_reboot(sb):
