@@ -284,6 +284,7 @@ def _main(argv: list[str] | None) -> int:
     finally:
         sys.unraisablehook = hook
         _on_interrupt(before)
+        signal.setitimer(signal.ITIMER_REAL, 0)  # an interrupt still waiting came too late: the work is done
 
 
 def _on_interrupt(handler):
@@ -294,27 +295,35 @@ def _on_interrupt(handler):
         return handler
 
 
-# Frames where an exception is swallowed and printed ("Exception ignored in ..."): the
-# import machinery's weakref callbacks (a command imports modules as it goes), destructors,
-# weakref containers' callbacks, and our own unraisable hook.
-_SWALLOWING = frozenset({"cb", "__del__", "_remove", "remove", "_unraisable"})
+# Frames where an exception is swallowed and printed ("Exception ignored in ...") or turned
+# into another (a RuntimeError from __set_name__): destructors, weakref callbacks, our own
+# unraisable hook. And any import in progress (a command imports modules as it goes): a
+# module half executed, its locks' callbacks.
+_SWALLOWING = frozenset({"__del__", "_remove", "remove", "_unraisable", "__set_name__"})
 
 
 def _interrupt(signum, frame) -> None:
     """SIGINT while a command runs: KeyboardInterrupt, so that the operation rolls
-    back; but never where it would be swallowed and printed: there, once more, as
-    soon as the frame is left."""
-    code = frame.f_code if frame is not None else None
-    if code is not None and (code.co_name in _SWALLOWING or code.co_filename.startswith("<frozen importlib")):
-        signal.raise_signal(signal.SIGINT)
-        return
+    back; but never where it would be swallowed, printed or changed: from there,
+    tried again every 2 ms (SIGALRM) until that frame is left."""
+    f = frame
+    while f is not None:
+        if f.f_code.co_name in _SWALLOWING or f.f_code.co_filename.startswith("<frozen importlib"):
+            _retry_interrupt()
+            return
+        f = f.f_back
     raise KeyboardInterrupt
+
+
+def _retry_interrupt() -> None:
+    signal.signal(signal.SIGALRM, _interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.002)
 
 
 def _unraisable(u) -> None:
     """A KeyboardInterrupt swallowed anyway: not printed, raised again after."""
     if u.exc_type is not None and issubclass(u.exc_type, KeyboardInterrupt):
-        signal.raise_signal(signal.SIGINT)
+        _retry_interrupt()
         return
     sys.__unraisablehook__(u)
 

@@ -206,8 +206,7 @@ class ContainerOps(EndpointOps):
                         ep.ip = None
                     self.store.put_endpoint(ep)
 
-        plan.step("container.record", record)
-        plan.undos.clear()  # recorded: from here on it exists
+        plan.commit("container.record", record)  # recorded: from here on it exists
 
     def _command(self: "Engine", c: Container) -> list[str]:
         """The main process's command: the user's, or the image's stand-in
@@ -400,7 +399,7 @@ class ContainerOps(EndpointOps):
                     self._attach_one(plan, k, c, ep, net)
                     live = [e for e in eps if e.ip] + [ep]
                     plan.step("container.files", lambda: self._write_files(c, live))
-                    plan.step("endpoint.record", lambda: self._put_endpoint(ep))
+                    plan.commit("endpoint.record", lambda: self._put_endpoint(ep))
             else:
                 if ip:
                     from nsbridge.ipam import allocator

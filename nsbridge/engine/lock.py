@@ -52,10 +52,13 @@ class HostLock:
                     ) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
+        from nsbridge.engine.signals import held  # (not at import: read-only commands take no lock)
+
         try:
-            self.interrupted = os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace").strip()
-            self._header = f"{os.getpid()} {op}\n"
-            self._write(fd, self._header + "".join(f"{n}\n" for n in self.notes()))
+            with held():  # the record is rewritten whole: a Ctrl-C must not cut it in two
+                self.interrupted = os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace").strip()
+                self._header = f"{os.getpid()} {op}\n"
+                self._write(fd, self._header + "".join(f"{n}\n" for n in dict.fromkeys(self.notes())))
         except BaseException:
             os.close(fd)  # (the flock goes with the fd)
             raise
@@ -83,12 +86,19 @@ class HostLock:
         """The interrupted holder's leftovers are dealt with: forget its notes."""
         self.interrupted = ""
         if self.fd >= 0:
-            self._write(self.fd, self._header)
+            from nsbridge.engine.signals import held
 
-    def release(self) -> None:
+            with held():
+                self._write(self.fd, self._header)
+
+    def release(self, failed: bool = False) -> None:
+        """A clean end leaves no intent behind; an operation that failed (an
+        error, a Ctrl-C) after noting something leaves its record, so that
+        the next command checks what it noted."""
         self.depth -= 1
         if self.depth == 0 and self.fd >= 0:
-            os.ftruncate(self.fd, 0)  # a clean end: no intent left behind
+            if not failed or self._end <= len(self._header.encode()):
+                os.ftruncate(self.fd, 0)
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = -1
@@ -97,5 +107,5 @@ class HostLock:
         self.acquire()
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.release()
+    def __exit__(self, et, ev, tb) -> None:
+        self.release(failed=et is not None)

@@ -33,8 +33,9 @@ def engine_id(host_netns: str | None, root: str) -> str:
 
 def device_group(eid: str) -> int:
     """A device group from the engine id: never 0 (every device's default) nor
-    the small numbers people pick by hand."""
-    return int(eid[:8], 16) % 0xFFFFFF00 + 0x100
+    the small numbers people pick by hand, and below 2^31 (iproute2 reads
+    `ip link show group N` as a signed number)."""
+    return int(eid[:8], 16) % (0x7FFFFFFF - 0x100) + 0x100
 
 
 def container_mark(eid: str, container_id: str) -> str:
@@ -100,6 +101,8 @@ def claim_host(name: str, eid: str, root: str) -> None:
     from nsbridge.kernel import netlink, ns
 
     m = read(name)
+    if m is None and not ns.netns_exists(name):
+        raise Conflict(f"{ns.netns_path(name)} is not a network namespace: remove it or choose another --host-netns name")
     if m is None:
         netlink.mark_netns(ns.netns_path(name), host_mark(eid, root))
     elif m.kind != "host" or m.engine != eid:

@@ -121,9 +121,9 @@ def create_netns(name: str, inside: Callable[[], None] | None = None) -> None:
         fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
     except FileExistsError:
         raise FileExistsError(errno.EEXIST, f"network namespace {name} already exists") from None
-    os.close(fd)
-    request_done()
     try:
+        os.close(fd)
+        request_done()
         unshare(CLONE_NEWNET)
         if inside is not None:
             inside()

@@ -96,7 +96,8 @@ class Store:
             self.db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:  # (a Ctrl-C may land just after the COMMIT)
+                self.db.execute("ROLLBACK")
             raise
 
     # -- meta ----------------------------------------------------------------
