@@ -136,12 +136,14 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOp
         if self.host.netns is None:
             return
         from nsbridge.engine import owner
-        from nsbridge.kernel import netlink, ns
+        from nsbridge.kernel import ns
 
         name, eid = self.host.netns, self.host.engine_id
         if os.path.lexists(ns.netns_path(name)):
-            owner.claim_host(name, eid, self.host.root)
+            owner.claim_host(name, eid, self.host.root)  # (a mark read: no pyroute2, which `rm` never needs)
             return
+        from nsbridge.kernel import netlink
+
         self.lock.note(f"netns {name}")
         with ns.returning():
             link, fd = netlink.open_in_new_netns(name, owner.host_mark(eid, self.host.root))

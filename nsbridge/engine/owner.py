@@ -17,7 +17,6 @@ written on the object itself, never guessed from its name.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 
 from nsbridge.errors import Conflict
@@ -28,7 +27,11 @@ IFALIAS_MAX = 255  # the kernel keeps up to IFALIASZ - 1 bytes
 
 
 def engine_id(host_netns: str | None, root: str) -> str:
-    return hashlib.sha256(f"{host_netns or ''}\0{os.path.realpath(root)}".encode()).hexdigest()[:16]
+    try:  # Python's built-in BLAKE2: hashlib would load OpenSSL first (~7 ms of an `rm`)
+        from _blake2 import blake2b
+    except ImportError:
+        from hashlib import blake2b
+    return blake2b(f"{host_netns or ''}\0{os.path.realpath(root)}".encode(), digest_size=8).hexdigest()
 
 
 def device_group(eid: str) -> int:
@@ -64,11 +67,11 @@ def parse(text: str) -> Mark | None:
 
 def read(name: str) -> Mark | None:
     """The mark of the named namespace (None: unmarked, or not a namespace)."""
-    from nsbridge.kernel import netlink, ns
+    from nsbridge.kernel import ns
 
     if not ns.netns_exists(name):
         return None
-    return parse(netlink.netns_mark(ns.netns_path(name)))
+    return parse(ns.netns_mark(ns.netns_path(name)))
 
 
 def our_namespaces(eid: str, prefix: str = "") -> list[str]:
@@ -98,12 +101,14 @@ def claim_host(name: str, eid: str, root: str) -> None:
     """Before an engine uses the existing namespace NAME as its sandbox host:
     ours, or someone's unmarked namespace (adopted: marked as ours), or
     refused when it is another engine's host or container."""
-    from nsbridge.kernel import netlink, ns
+    from nsbridge.kernel import ns
 
     m = read(name)
     if m is None and not ns.netns_exists(name):
         raise Conflict(f"{ns.netns_path(name)} is not a network namespace: remove it or choose another --host-netns name")
     if m is None:
+        from nsbridge.kernel import netlink
+
         netlink.mark_netns(ns.netns_path(name), host_mark(eid, root))
     elif m.kind != "host" or m.engine != eid:
         raise Conflict(describe(name, m) + ": choose another --host-netns name")

@@ -433,34 +433,6 @@ def open_in_new_netns(name: str, mark: str) -> tuple[NsLink, int]:
     return made[0], fd
 
 
-def netns_mark(path: str) -> str:
-    """The alias of loopback in the namespace at PATH (its owner's mark), "" if
-    none or if PATH is not a namespace. One raw request, no pyroute2 decoding:
-    reconcile asks this of every namespace on the host."""
-    try:
-        with ns.in_netns(path):
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
-    except OSError:
-        return ""
-    with sock:
-        sock.settimeout(10)
-        # nlmsghdr (RTM_GETLINK, request) + ifinfomsg for index 1
-        sock.send(struct.pack("=LHHLL", 32, 18, NLM_F_REQUEST, 1, 0) + struct.pack("=BxHiII", 0, 0, 1, 0, 0))
-        buf = sock.recv(65536)
-    length, msg_type = struct.unpack_from("=LH", buf, 0)
-    if msg_type != RTM_NEWLINK:
-        return ""
-    off = 32
-    while off + 4 <= min(length, len(buf)):
-        alen, atype = struct.unpack_from("=HH", buf, off)
-        if alen < 4:
-            break
-        if atype & 0x3FFF == 20:  # IFLA_IFALIAS
-            return buf[off + 4 : off + alen].split(b"\0", 1)[0].decode(errors="replace")
-        off += (alen + 3) & ~3
-    return ""
-
-
 def mark_netns(path: str, mark: str) -> None:
     """Write MARK on the namespace at PATH (adopting a namespace someone made)."""
     with ns.in_netns(path):
