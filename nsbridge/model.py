@@ -182,6 +182,9 @@ class Container:
     restart_policy: str = "no"
     stopped_by_user: bool = False  # `unless-stopped` stays down after a reboot only then
     standin: str = ""  # catalog entry the container runs instead of a command
+    cap_add: list[str] = field(default_factory=list)  # as given (HostConfig.CapAdd)
+    cap_drop: list[str] = field(default_factory=list)
+    privileged: bool = False
 
     @property
     def short_id(self) -> str:

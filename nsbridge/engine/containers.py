@@ -16,6 +16,7 @@ from nsbridge.engine.names import random_name
 from nsbridge.engine.plan import Plan, checkpoint
 from nsbridge.engine.signals import held
 from nsbridge.errors import Conflict, Forbidden, InvalidArgument, NotFound, each
+from nsbridge.kernel import caps
 from nsbridge.model import Container, Endpoint, new_id, now_iso
 from nsbridge.record import field, record
 
@@ -50,6 +51,10 @@ class RunSpec:
     publish_all: bool = False
     expose: list[str] = field(default_factory=list)
     restart: str = "no"
+    #: --cap-add/--cap-drop as given (Docker keeps them so: HostConfig.CapAdd), --privileged
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    privileged: bool = False
 
 
 class ContainerOps(EndpointOps):
@@ -63,10 +68,11 @@ class ContainerOps(EndpointOps):
 
             parse_ip(spec.ip)
         validate.run_options(spec)  # hostname, --dns*, --add-host, --link, --restart
+        caps.validate(spec.cap_add, spec.cap_drop)
         if spec.cmd and not self._standin_replaces(spec.image, spec.cmd):
-            from nsbridge.engine.process import check_command
+            from nsbridge.engine import process
 
-            check_command(spec.cmd)
+            process.check_command(spec.cmd, process.spec_path(spec.image, spec.env))
         self._ports_validate(spec)
         return mode
 
@@ -121,6 +127,9 @@ class ContainerOps(EndpointOps):
             restart_policy=spec.restart,
             publish_all=spec.publish_all,
             exposed=list(spec.expose),
+            cap_add=list(spec.cap_add),
+            cap_drop=list(spec.cap_drop),
+            privileged=spec.privileged,
         )
         eps: list[Endpoint] = []
         if spec.aliases and (mode.mode != "named" or self.network(mode.names[0]).predefined):
