@@ -439,9 +439,12 @@ class ContainerOps(EndpointOps):
 
     # -- exec ------------------------------------------------------------------------------
     def exec(self: "Engine", ref: str, cmd: list[str], env: list[str] | None = None, timeout: float | None = 30,
-             input: bytes | None = None) -> subprocess.CompletedProcess:
-        """Run CMD in the container and wait: the library's `exec`."""
+             input: bytes | None = None, privileged: bool = False) -> subprocess.CompletedProcess:
+        """Run CMD in the container and wait: the library's `exec` (PRIVILEGED:
+        every capability for this command, as `exec --privileged`)."""
         from nsbridge.engine import process
 
         c, entry = self.exec_entry(ref)
+        if privileged:
+            entry.caps = None
         return process.run_inside(entry, c, cmd, env, input=input, timeout=timeout)

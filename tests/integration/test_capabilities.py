@@ -111,6 +111,15 @@ def test_privileged_can_do_everything_and_exec_privileged_for_one_command(sb):
     # Docker's `exec --privileged`: all of them for that command only
     assert exec_caps(sb, "plain", "--privileged") == mine
     assert exec_caps(sb, "plain") == DOCKER_DEFAULT
+    # the library's exec alike
+    e = sb.engine()
+    try:
+        status = e.exec("plain", ["grep", "^CapEff:", "/proc/self/status"], privileged=True).stdout.decode()
+        assert int(status.split()[1], 16) == mine
+        status = e.exec("plain", ["grep", "^CapEff:", "/proc/self/status"]).stdout.decode()
+        assert int(status.split()[1], 16) == DOCKER_DEFAULT
+    finally:
+        e.close()
 
 
 def test_cap_drop_and_all_follow_moby(sb):
