@@ -84,14 +84,6 @@ def numbers(names: list[str] | None) -> frozenset[int] | None:
     return None if names is None else frozenset(NUMBER[n] for n in names)
 
 
-def _last_cap() -> int:
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return len(NAMES) - 1
-
-
 def limit(keep: frozenset[int] | None) -> None:
     """Leave the calling process (about to exec) with KEEP: bounding,
     effective and permitted; nothing inheritable or ambient. None: all, as
@@ -99,34 +91,30 @@ def limit(keep: frozenset[int] | None) -> None:
     if keep is None:
         return
     import ctypes
+    import errno
+    import os
+    import struct
 
     libc = ctypes.CDLL(None, use_errno=True)
 
     def check(ret: int, what: str) -> None:
         if ret != 0:
-            import os
-
             e = ctypes.get_errno()
             raise OSError(e, f"{what}: {os.strerror(e)}")
 
-    for cap in range(_last_cap() + 1):
-        if cap not in keep:
-            check(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap} from the bounding set")
+    # up to the kernel's last capability (EINVAL past it), names we know or not
+    for cap in range(64):
+        if cap not in keep and libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            if ctypes.get_errno() == errno.EINVAL:
+                break
+            check(-1, f"drop {NAMES[cap] if cap < len(NAMES) else cap} from the bounding set")
     libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)  # EINVAL before 4.3: nothing to clear
-
-    class Header(ctypes.Structure):
-        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-    class Data(ctypes.Structure):
-        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
-
-    data = (Data * 2)()
-    header = Header(LINUX_CAPABILITY_VERSION_3, 0)
-    check(libc.capget(ctypes.byref(header), data), "capget")
+    header = ctypes.create_string_buffer(struct.pack("Ii", LINUX_CAPABILITY_VERSION_3, 0))
+    data = ctypes.create_string_buffer(24)  # two {effective, permitted, inheritable} words
+    check(libc.capget(header, data), "capget")
+    held = struct.unpack("6I", data.raw)
     # what the engine itself holds caps it (--cap-add ALL in a restricted engine), as for dockerd
-    mask = sum(1 << cap for cap in keep) & (data[0].permitted | data[1].permitted << 32)
-    for i in range(2):
-        word = (mask >> (32 * i)) & 0xFFFFFFFF
-        data[i].effective = data[i].permitted = word
-        data[i].inheritable = 0
-    check(libc.capset(ctypes.byref(header), data), "capset")
+    mask = sum(1 << cap for cap in keep) & (held[1] | held[4] << 32)
+    lo, hi = mask & 0xFFFFFFFF, mask >> 32
+    data = ctypes.create_string_buffer(struct.pack("6I", lo, lo, 0, hi, hi, 0), 24)
+    check(libc.capset(header, data), "capset")
