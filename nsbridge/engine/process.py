@@ -2,8 +2,9 @@
 
 A container's command runs in its netns, a fresh UTS namespace with its
 hostname, and a private mount namespace where its /etc/hosts, resolv.conf
-and hostname are bound over the host's. Entering is done by system calls
-in the child just before exec (or by the CLI itself for `exec`, which then
+and hostname are bound over the host's, with Docker's default capability set
+(kernel/caps.py; --cap-add, --cap-drop, --privileged). Entering is done by
+system calls in the child just before exec (or by the CLI itself for `exec`, which then
 execs the user's command in place: exit code, TTY, job control and Ctrl-C
 come for free).
 
@@ -62,11 +63,11 @@ class Entry:
     caps: frozenset[int] | None  # capabilities kept (kernel/caps.py); None: all (--privileged)
 
 
-def entry_caps(c: Container, privileged: bool = False) -> frozenset[int] | None:
-    """The capability numbers C's processes keep (`exec --privileged`: all)."""
+def entry_caps(c: Container) -> frozenset[int] | None:
+    """The capability numbers C's processes keep (None: all, --privileged)."""
     from nsbridge.kernel import caps
 
-    return caps.numbers(caps.effective(c.cap_add, c.cap_drop, c.privileged or privileged))
+    return caps.numbers(caps.effective(c.cap_add, c.cap_drop, c.privileged))
 
 
 def image_path(image: str, ensure: bool = True) -> str:
