@@ -50,6 +50,10 @@ class RunSpec:
     publish_all: bool = False
     expose: list[str] = field(default_factory=list)
     restart: str = "no"
+    mac_address: str | None = None
+
+
+ALIAS_ON_PREDEFINED = "network-scoped aliases are only supported for user-defined networks"
 
 
 class ContainerOps(EndpointOps):
@@ -62,7 +66,7 @@ class ContainerOps(EndpointOps):
             from nsbridge.ipam.pools import parse_ip
 
             parse_ip(spec.ip)
-        validate.run_options(spec)  # hostname, --dns*, --add-host, --link, --restart
+        validate.run_options(spec)  # hostname, --dns*, --add-host, --link, --restart, --mac-address, aliases
         if spec.cmd and not self._standin_replaces(spec.image, spec.cmd):
             from nsbridge.engine.process import check_command
 
@@ -94,6 +98,7 @@ class ContainerOps(EndpointOps):
             return c
 
     def _new_container(self: "Engine", spec: RunSpec, mode: validate.NetworkSpec) -> tuple[Container, list[Endpoint]]:
+        from nsbridge import standins
         from nsbridge.engine import process
 
         name = spec.name
@@ -102,6 +107,7 @@ class ContainerOps(EndpointOps):
         else:
             name = random_name(self.store.name_taken)
         cid = new_id()
+        entrypoint, image_cmd = standins.image_config(spec.image)
         c = Container(
             id=cid,
             name=name,
@@ -121,10 +127,15 @@ class ContainerOps(EndpointOps):
             restart_policy=spec.restart,
             publish_all=spec.publish_all,
             exposed=list(spec.expose),
+            mac_address=spec.mac_address or "",
+            entrypoint=entrypoint,
+            image_cmd=image_cmd,
         )
         eps: list[Endpoint] = []
         if spec.aliases and (mode.mode != "named" or self.network(mode.names[0]).predefined):
-            raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
+            raise InvalidArgument(ALIAS_ON_PREDEFINED)  # a predefined network named by its ID
+        if spec.mac_address and mode.mode in ("host", "container"):
+            raise InvalidArgument("conflicting options: mac-address and the network mode")
         for ref in spec.links:
             target = validate.link(ref)[0]
             if self.store.find_container(target) is None:
@@ -365,11 +376,16 @@ class ContainerOps(EndpointOps):
                 self.store.put_container(c)
 
     # -- connect / disconnect ----------------------------------------------------------
-    def connect(self: "Engine", net_ref: str, ctr_ref: str, ip: str | None = None, aliases: list[str] | None = None) -> None:
+    def connect(self: "Engine", net_ref: str, ctr_ref: str, ip: str | None = None, aliases: list[str] | None = None,
+                links: list[str] | None = None) -> None:
+        """`network connect [--ip] [--alias]... [--link NAME:ALIAS]...`. A link on a
+        user network is a name for this container only: its resolver answers ALIAS
+        with NAME's address there (Docker's endpoint alias); NAME need not exist yet."""
         if ip is not None:
             from nsbridge.ipam.pools import parse_ip
 
             parse_ip(ip)
+        links = [":".join(validate.link(v)) for v in links or []]
         with self._session() as k:
             net = self.network(net_ref)
             c = self.container(ctr_ref)
@@ -387,7 +403,11 @@ class ContainerOps(EndpointOps):
             if ip and net.is_default_bridge:
                 raise InvalidArgument("user specified IP address is supported on user defined networks only")
             if aliases and net.is_default_bridge:
-                raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
+                raise InvalidArgument(ALIAS_ON_PREDEFINED)
+            if links and net.is_default_bridge:
+                raise InvalidArgument("links are only supported for user-defined networks")
+            if links:
+                c.net_links[net.id] = links
             pos = max((e.position for e in eps), default=-1) + 1
             ep = Endpoint(c.id, net.id, pos, ip_requested=ip, aliases=list(aliases or []) if not net.is_default_bridge else [])
             if c.running:
@@ -395,18 +415,21 @@ class ContainerOps(EndpointOps):
                     self._attach_one(plan, k, c, ep, net)
                     live = [e for e in eps if e.ip] + [ep]
                     plan.step("container.files", lambda: self._write_files(c, live))
-                    plan.step("endpoint.record", lambda: self._put_endpoint(ep))
+                    plan.step("endpoint.record", lambda: self._put_endpoint(ep, c if links else None))
             else:
                 if ip:
                     from nsbridge.ipam import allocator
 
                     assert net.ipam is not None
-                    allocator.check_requested(net.ipam.subnet, net.ipam.gateway, ip, self.store.taken_ips(net.id))
-                self._put_endpoint(ep)
+                    allocator.check_requested(net.ipam.subnet, net.ipam.gateway, ip, self._taken_ips(net))
+                self._put_endpoint(ep, c if links else None)
 
-    def _put_endpoint(self: "Engine", ep: Endpoint) -> None:
+    def _put_endpoint(self: "Engine", ep: Endpoint, c: Container | None = None) -> None:
+        """The endpoint (and the container, when its links changed) in one transaction."""
         with self.store.tx():
             self.store.put_endpoint(ep)
+            if c is not None:
+                self.store.put_container(c)
 
     def disconnect(self: "Engine", net_ref: str, ctr_ref: str, force: bool = False) -> None:
         with self._session() as k:
@@ -425,6 +448,8 @@ class ContainerOps(EndpointOps):
                 self._ports_teardown_endpoint(k, c, ep)
             with self.store.tx():
                 self.store.delete_endpoint(c.id, net.id)
+                if c.net_links.pop(net.id, None) is not None:
+                    self.store.put_container(c)
             if c.running:
                 self._write_files(c, [e for e in self.store.endpoints_of(c.id) if e.ip])
 

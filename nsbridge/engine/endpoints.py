@@ -26,9 +26,14 @@ def new_endpoint_id() -> str:
 
 
 class EndpointOps:
+    def _taken_ips(self: "Engine", net: Network) -> set[str]:
+        """Addresses IPAM must not hand out: live endpoints' and --aux-address ones."""
+        assert net.ipam is not None
+        return self.store.taken_ips(net.id) | set(net.ipam.aux_addresses.values())
+
     def _assign_ip(self: "Engine", net: Network, ep: Endpoint, fresh: set[str]) -> str:
         assert net.ipam is not None
-        taken = self.store.taken_ips(net.id) | fresh
+        taken = self._taken_ips(net) | fresh
         if ep.ip_requested:
             return allocator.check_requested(net.ipam.subnet, net.ipam.gateway, ep.ip_requested, taken)
         rng = allocator.usable(net.ipam.subnet, net.ipam.ip_range)
@@ -68,7 +73,8 @@ class EndpointOps:
                 fresh.add(ip)
                 ep.ip = ip
                 ep.last_ip = ip
-                ep.mac = mac_for(ip)
+                # --mac-address is the MAC on the first network (Docker: its endpoint settings)
+                ep.mac = c.mac_address if c.mac_address and ep.position == 0 else mac_for(ip)
                 ep.endpoint_id = new_endpoint_id()
                 ep.ifname = f"eth{len(live)}"
                 ep.host_ifname = "veth" + ep.endpoint_id[:7]
