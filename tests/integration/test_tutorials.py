@@ -1,4 +1,4 @@
-"""The five tutorials (shared/reference/tutorials/), replayed as typed with
+"""The five tutorials (docs/tutorials.md), replayed as typed with
 `nsbridge` in place of `docker`, in a sandbox host: what each shows, and what
 the student does next (HTTP to the published port, a database's port by
 container name, a service on the host through host.docker.internal).
