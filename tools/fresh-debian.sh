@@ -41,8 +41,10 @@ suite="${SUITE:-bookworm}"
 log="${LOG:-/tmp/nsbridge-fresh-debian.log}"
 mirror="${MIRROR:-}"
 if [ -z "$mirror" ]; then
-  mirror="$(grep -rhoE 'https?://[^ ]+/debian/?' /etc/apt/sources.list /etc/apt/sources.list.d/*.sources \
-            /etc/apt/sources.list.d/*.list 2>/dev/null | head -n1 || true)"
+  # the first active Debian archive of the machine's own sources (deb822 `URIs:` or one-line `deb`)
+  mirror="$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null \
+            | sed -nE 's,^(URIs:|deb)[[:space:]]+(\[[^]]*\][[:space:]]+)?(https?://[^[:space:]]+/debian)/?([[:space:]].*)?$,\3,p' \
+            | head -n1 || true)"
   mirror="${mirror:-http://deb.debian.org/debian}"
 fi
 

@@ -397,15 +397,16 @@ class ContainerOps(EndpointOps):
                 )
             if c.network_mode.startswith("container:"):
                 raise Forbidden("container sharing network namespace with another container cannot be connected to a network")
-            eps = self.store.endpoints_of(c.id)
-            if any(e.network_id == net.id for e in eps):
-                raise Conflict(f"endpoint with name {c.name} already exists in network {net.name}")
+            # the endpoint settings first, as Docker's daemon validates them before it makes the endpoint
             if ip and net.is_default_bridge:
                 raise InvalidArgument("user specified IP address is supported on user defined networks only")
             if aliases and net.is_default_bridge:
                 raise InvalidArgument(ALIAS_ON_PREDEFINED)
             if links and net.is_default_bridge:
                 raise InvalidArgument("links are only supported for user-defined networks")
+            eps = self.store.endpoints_of(c.id)
+            if any(e.network_id == net.id for e in eps):
+                raise Conflict(f"endpoint with name {c.name} already exists in network {net.name}")
             if links:
                 c.net_links[net.id] = links
             pos = max((e.position for e in eps), default=-1) + 1
