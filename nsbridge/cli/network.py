@@ -44,6 +44,8 @@ def add_parser(sub) -> None:
     c.add_argument("--label", action="append", default=[])
     c.add_argument("-o", "--opt", action="append", default=[])
     c.add_argument("--ipv6", action="store_true")
+    c.add_argument("--scope", choices=["local", "swarm", "global"])
+    c.add_argument("--ingress", action="store_true")
     c.set_defaults(handler=cmd_create)
 
     i = nsub.add_parser("inspect", help="Display detailed information on one or more networks")
@@ -93,6 +95,11 @@ def cmd_create(a: argparse.Namespace, host: Host) -> int:
 
     if a.ipv6:
         raise InvalidArgument("IPv6 networks are not supported by nsbridge yet")
+    if a.scope in ("swarm", "global") or a.ingress:
+        from nsbridge.engine.networks import NOT_IN_SWARM
+        from nsbridge.errors import Forbidden
+
+        raise Forbidden(NOT_IN_SWARM)
     subnet, gateway, ip_range = validate.ipam_flags(a.subnet, a.gateway, a.ip_range)
     with _engine(host) as e:
         n = e.network_create(

@@ -15,6 +15,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nsbridge")
 
+#: Docker's daemon, asked for a swarm-scoped network on a host that is in no swarm (nsbridge never is)
+NOT_IN_SWARM = (
+    'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" '
+    "to connect this node to swarm and try again."
+)
+
 
 class NetworkOps:
     def network_create(
@@ -33,6 +39,8 @@ class NetworkOps:
         # 1. validate everything before touching anything
         if driver in ("host", "null"):
             raise Forbidden(f'only one instance of "{driver}" network is allowed')
+        if driver == "overlay":  # Docker's answer on a host that is not in a swarm
+            raise Forbidden(NOT_IN_SWARM)
         if driver != "bridge":
             raise NotFound(f'plugin "{driver}" not found')
         validate.network_name(name)
