@@ -95,7 +95,7 @@ def cmd_create(a: argparse.Namespace, host: Host) -> int:
 
     if a.ipv6:
         raise InvalidArgument("IPv6 networks are not supported by nsbridge yet")
-    if a.scope in ("swarm", "global") or a.ingress:
+    if a.scope in ("swarm", "global") or a.ingress or a.driver == "overlay":
         from nsbridge.engine.networks import NOT_IN_SWARM
         from nsbridge.errors import Forbidden
 
