@@ -117,6 +117,7 @@ if [ "$demo_only" = 0 ]; then steps='./setup.sh && ./setup.sh test'; fi
 inner='
 set -e
 R="$1"; shift
+mount --bind "$R" "$R"   # / of the chroot a mount point, as a real root is: containers make it a slave
 mount -t proc proc "$R/proc"
 mount --rbind /sys "$R/sys"
 mount --rbind /dev "$R/dev"

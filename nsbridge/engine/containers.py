@@ -62,11 +62,14 @@ class ContainerOps(EndpointOps):
         if spec.name is not None:
             validate.container_name(spec.name)
         mode = validate.network_mode(spec.networks)
+        if mode.mode == "named":
+            spec.networks = list(mode.names)  # the extended forms' settings are in mode.attachments
         if spec.ip is not None:
             from nsbridge.ipam.pools import parse_ip
 
             parse_ip(spec.ip)
         validate.run_options(spec)  # hostname, --dns*, --add-host, --link, --restart, --mac-address, aliases
+        validate.first_network_flags(spec, mode)
         if spec.cmd and not self._standin_replaces(spec.image, spec.cmd):
             from nsbridge.engine.process import check_command
 
@@ -164,10 +167,18 @@ class ContainerOps(EndpointOps):
                     raise InvalidArgument(
                         "container cannot be connected to multiple networks with one of the networks in private (none) mode"
                     )
-                ip = spec.ip if i == 0 else None
+                att = mode.attachments.get(ref) or validate.Attachment(ref)
+                ip = att.ip or (spec.ip if i == 0 else None)
                 if ip and net.is_default_bridge:
                     raise InvalidArgument("user specified IP address is supported on user defined networks only")
-                aliases = list(spec.aliases) if not net.is_default_bridge else []
+                if att.aliases and net.predefined:
+                    raise InvalidArgument(ALIAS_ON_PREDEFINED)  # a predefined network named by its ID
+                aliases = [*spec.aliases, *att.aliases] if not net.is_default_bridge else []
+                mac = att.mac or (spec.mac_address if i == 0 else None)
+                if mac:
+                    c.endpoint_macs[net.id] = mac
+                if att.sysctls:
+                    c.endpoint_sysctls[net.id] = list(att.sysctls)
                 eps.append(Endpoint(cid, net.id, i, ip_requested=ip, aliases=aliases))
             if spec.links and not all(self.network(r).is_default_bridge for r in mode.names[:1]):
                 raise InvalidArgument("links are only supported for containers on the default bridge network")
@@ -449,7 +460,7 @@ class ContainerOps(EndpointOps):
                 self._ports_teardown_endpoint(k, c, ep)
             with self.store.tx():
                 self.store.delete_endpoint(c.id, net.id)
-                if c.net_links.pop(net.id, None) is not None:
+                if c.forget_network(net.id):
                     self.store.put_container(c)
             if c.running:
                 self._write_files(c, [e for e in self.store.endpoints_of(c.id) if e.ip])

@@ -73,8 +73,7 @@ class EndpointOps:
                 fresh.add(ip)
                 ep.ip = ip
                 ep.last_ip = ip
-                # --mac-address is the MAC on the first network (Docker: its endpoint settings)
-                ep.mac = c.mac_address if c.mac_address and ep.position == 0 else mac_for(ip)
+                ep.mac = c.endpoint_macs.get(net.id) or mac_for(ip)
                 ep.endpoint_id = new_endpoint_id()
                 ep.ifname = f"eth{len(live)}"
                 ep.host_ifname = "veth" + ep.endpoint_id[:7]
@@ -82,7 +81,7 @@ class EndpointOps:
                 if default_route:
                     first_gw = False
                 drv.join(plan, k.link, ctr, fd, net, ep, default_route, lo_up=not live,
-                         ipv6_off_by_default=self.host.netns is not None)
+                         ipv6_off_by_default=self.host.netns is not None, sysctls=c.endpoint_sysctls.get(net.id, ()))
                 live.append(ep)
         finally:
             ctr.close()

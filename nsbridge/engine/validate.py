@@ -395,6 +395,82 @@ def run_options(spec) -> None:
 
 
 # -- --network ------------------------------------------------------------------------
+#: the docker CLI's test for its extended form (NetworkOpt.Set): a `key=value` anywhere
+LONG_SYNTAX = re.compile(r"\w+=\w+(,\w+=\w+)*")
+ENDPOINT_SYSCTLS = "com.docker.network.endpoint.sysctls"
+SYSCTL_PREFIXES = ("net.ipv4.", "net.ipv6.", "net.mpls.")
+
+
+@record
+class Attachment:
+    """One --network value: a name, or the extended `name=NET,alias=A,ip=IP,mac-address=M,
+    driver-opt=com.docker.network.endpoint.sysctls=...` form."""
+
+    name: str
+    aliases: list[str] = field(default_factory=list)
+    ip: str | None = None
+    mac: str | None = None
+    sysctls: list[str] = field(default_factory=list)
+
+
+def endpoint_sysctls(value: str) -> list[str]:
+    """`net.ipv4.conf.IFNAME.log_martians=1,...`: per-interface sysctls, IFNAME standing
+    for the container's interface on that network (Docker's endpoint sysctls)."""
+    out = []
+    for item in value.split(","):
+        key, sep, val = item.partition("=")
+        if not sep or not key.startswith(SYSCTL_PREFIXES) or ".IFNAME." not in key or not _plain(item) \
+                or not re.fullmatch(r"[a-zA-Z0-9_.-]+", key):
+            raise InvalidArgument(
+                f"invalid interface sysctl {item!r}: expected net.ipv4|ipv6|mpls.<...>.IFNAME.<name>=<value>"
+            )
+        out.append(item)
+    return out
+
+
+def network_attachment(value: str) -> Attachment:
+    """A --network value, parsed as the docker CLI's NetworkOpt does (csv fields)."""
+    if not LONG_SYNTAX.search(value):
+        return Attachment(value)
+    import csv
+
+    try:
+        fields = next(csv.reader([value]))
+    except (csv.Error, StopIteration):
+        raise _flag_error(value, "--network", "invalid csv") from None
+    a = Attachment("")
+    for f in fields:
+        key, sep, val = f.partition("=")
+        key, val = key.strip().lower(), val.strip()
+        if not sep or not key:
+            raise _flag_error(value, "--network", f"invalid field {f}")
+        if key == "name":
+            a.name = val
+        elif key == "alias":
+            a.aliases.append(val)
+        elif key == "ip":
+            parse_ip(val)
+            a.ip = val
+        elif key == "mac-address":
+            a.mac = mac_address(val)
+        elif key == "driver-opt":
+            opt, _, v = val.partition("=")
+            if opt != ENDPOINT_SYSCTLS:
+                raise InvalidArgument(f"unknown endpoint driver option {opt} (nsbridge knows {ENDPOINT_SYSCTLS})")
+            a.sysctls += endpoint_sysctls(v)
+        elif key == "sysctl":
+            a.sysctls += endpoint_sysctls(val)
+        elif key in ("ip6", "link-local-ip"):
+            raise InvalidArgument(f"invalid {key} {val}: nsbridge networks are IPv4 only")
+        elif key == "gw-priority":
+            raise InvalidArgument("gw-priority is not supported by nsbridge: the first network reaching out gives the default route")
+        else:
+            raise _flag_error(value, "--network", f"invalid field key {key}")
+    if not a.name:
+        raise _flag_error(value, "--network", "network name not specified")
+    return a
+
+
 def user_defined(network: str) -> bool:
     """Docker's NetworkMode.IsUserDefined, on the name as typed."""
     return network not in ("default", "bridge", "host", "none") and not network.startswith("container:")
@@ -407,11 +483,18 @@ class NetworkSpec:
     mode: str  # default | host | none | container | named
     names: list[str] = field(default_factory=list)
     container: str = ""
+    #: network name -> its extended --network settings (only those given so)
+    attachments: dict[str, Attachment] = field(default_factory=dict)
 
 
 def network_mode(values: list[str]) -> NetworkSpec:
     if not values:
         return NetworkSpec("default", ["bridge"])
+    atts = [network_attachment(v) for v in values]
+    for a in atts:
+        if a.aliases and not user_defined(a.name):
+            raise CliInvalid("network-scoped aliases are only supported for user-defined networks")
+    values = [a.name for a in atts]
     specials = [v for v in values if v in ("host", "none") or v.startswith("container:")]
     if specials and len(values) > 1:
         raise InvalidArgument(
@@ -435,4 +518,18 @@ def network_mode(values: list[str]) -> NetworkSpec:
             raise NotFound("network  not found")
         if n not in seen:
             seen.append(n)
-    return NetworkSpec("named", seen)
+    extended = {a.name: a for a in atts if a.aliases or a.ip or a.mac or a.sysctls}
+    return NetworkSpec("named", seen, attachments=extended)
+
+
+def first_network_flags(spec, mode: NetworkSpec) -> None:
+    """--ip, --network-alias and --mac-address belong to the first network: given
+    there per network too, the docker CLI refuses (applyContainerOptions)."""
+    a = mode.attachments.get(mode.names[0]) if mode.names else None
+    if a is None:
+        return
+    for mine, flag, what in ((a.aliases, spec.aliases, "--network-alias and per-network alias"),
+                             (a.ip, spec.ip, "--ip and per-network IPv4 address"),
+                             (a.mac, spec.mac_address, "--mac-address and per-network MAC address")):
+        if mine and flag:
+            raise CliInvalid(f"conflicting options: cannot specify both {what}")

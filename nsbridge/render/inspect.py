@@ -65,7 +65,10 @@ def _endpoint_settings(net: Network, e: Endpoint | None, c: Container) -> dict:
         "Links": list(c.net_links.get(net.id, ())) or None,
         "Aliases": aliases,
         "MacAddress": e.mac if live and e else "",
-        "DriverOpts": None if net.predefined else {},
+        "DriverOpts": None if net.predefined else (
+            {"com.docker.network.endpoint.sysctls": ",".join(c.endpoint_sysctls[net.id])}
+            if net.id in c.endpoint_sysctls else {}
+        ),
         "NetworkID": net.id,
         "EndpointID": e.endpoint_id if live and e else "",
         "Gateway": net.ipam.gateway if live and net.ipam else "",

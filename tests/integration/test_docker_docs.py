@@ -319,6 +319,21 @@ def test_reference_pages_run_networking_and_port(sb):
     p = sb.cli("run", "-d", "--network-alias", "web", "busybox")
     assert p.returncode == 125
     assert p.stderr.splitlines()[0] == "nsbridge: network-scoped aliases are only supported for user-defined networks"
+    # several networks, and the extended --network syntax (an address on each; interface sysctls)
+    docker(sb, "docker network create --subnet 192.0.3.0/24 my-net2")
+    docker(sb, "docker run -itd --name two --network=my-net --network=my-net2 busybox")
+    assert docker(sb, "docker exec two ip -4 -o addr show eth1").stdout.split()[3] == "192.0.3.2/24"
+    docker(sb, "docker run -itd --name ext --network=name=my-net,ip=192.0.2.42 --network=name=my-net2,ip=192.0.3.42 busybox")
+    assert (ip_of(sb, "ext", "my-net"), ip_of(sb, "ext", "my-net2")) == ("192.0.2.42", "192.0.3.42")
+    docker(sb, 'docker run -itd --name sysctls --network=name=my-net,\\"driver-opt=com.docker.network.endpoint.sysctls='
+               'net.ipv4.conf.IFNAME.log_martians=1,net.ipv4.conf.IFNAME.forwarding=0\\",ip=192.0.2.43 busybox')
+    out = docker(sb, "docker exec sysctls cat /proc/sys/net/ipv4/conf/eth0/log_martians /proc/sys/net/ipv4/conf/eth0/forwarding")
+    assert out.stdout == "1\n0\n" and ip_of(sb, "sysctls", "my-net") == "192.0.2.43"
+    nets = json.loads(docker(sb, "docker inspect --format '{{json .NetworkSettings.Networks}}' sysctls").stdout)
+    assert nets["my-net"]["DriverOpts"] == {"com.docker.network.endpoint.sysctls":
+                                            "net.ipv4.conf.IFNAME.log_martians=1,net.ipv4.conf.IFNAME.forwarding=0"}
+    p = sb.cli("run", "-d", "--network=name=my-net,alias=a", "--network-alias", "b", "busybox")
+    assert p.stderr.splitlines()[0] == "nsbridge: conflicting options: cannot specify both --network-alias and per-network alias"
     # --add-host with `=` (and `:`): a line in /etc/hosts
     out = docker(sb, "docker run --add-host=my-hostname=8.8.8.8 --add-host=other:10.1.2.3 --rm alpine cat /etc/hosts").stdout
     assert "8.8.8.8\tmy-hostname\n" in out and "10.1.2.3\tother\n" in out

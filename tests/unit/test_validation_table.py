@@ -274,6 +274,22 @@ ROWS = [
      'invalid argument "a:b=1.2.3.4" for "--add-host" flag: bad format for add-host: "a:b=1.2.3.4"'),
     ("add-host-bad-ip-brackets", lambda: v.extra_host("h=[1.2.3]"), InvalidArgument,
      'invalid argument "h=[1.2.3]" for "--add-host" flag: invalid IP address in add-host: "1.2.3"'),
+    # -- the extended --network syntax -------------------------------------------------------------
+    ("net-ext-ok", lambda: v.network_mode(["name=my-net1,ip=192.0.2.42", "name=my-net2,alias=db"]), None, None),
+    ("net-ext-sysctls", lambda: v.network_attachment(
+        'name=n,"driver-opt=com.docker.network.endpoint.sysctls=net.ipv4.conf.IFNAME.log_martians=1,'
+        'net.ipv4.conf.IFNAME.forwarding=0",ip=192.0.2.42'), None, None),
+    ("net-ext-key", lambda: v.network_attachment("name=n,foo=bar"), InvalidArgument,
+     'invalid argument "name=n,foo=bar" for "--network" flag: invalid field key foo'),
+    ("net-ext-no-name", lambda: v.network_attachment("ip=10.0.0.2"), InvalidArgument,
+     'invalid argument "ip=10.0.0.2" for "--network" flag: network name not specified'),
+    ("net-ext-ip6", lambda: v.network_attachment("name=n,ip6=2001:db8::33"), InvalidArgument,
+     D + "invalid ip6 2001:db8::33: nsbridge networks are IPv4 only"),
+    ("net-ext-sysctl-no-ifname", lambda: v.network_attachment("name=n,sysctl=net.ipv4.conf.eth0.forwarding=0"),
+     InvalidArgument, None),
+    ("net-ext-sysctl-not-net", lambda: v.endpoint_sysctls("kernel.IFNAME.x=1"), InvalidArgument, None),
+    ("net-ext-alias-bridge", lambda: v.network_mode(["name=bridge,alias=x"]), InvalidArgument,
+     "network-scoped aliases are only supported for user-defined networks"),
     # -- --network ---------------------------------------------------------------------------------
     ("mode-default", lambda: v.network_mode([]), None, None),
     ("mode-none-and-net", lambda: v.network_mode(["none", "skynet"]), InvalidArgument,
