@@ -82,6 +82,17 @@ class HostLock:
             os.pwrite(self.fd, data, self._end)
             self._end += len(data)
 
+    def _noted_left(self) -> bool:
+        """Does any name noted in the record still exist (a rollback removes
+        what it made; what it could not is for the next command)?"""
+        if self._end <= len(self._header.encode()):
+            return False
+        from nsbridge.kernel import ns
+
+        text = os.pread(self.fd, self._end, 0).decode(errors="replace")
+        return any(os.path.lexists(ns.netns_path(line[6:])) for line in text.splitlines()[1:]
+                   if line.startswith("netns ") and "/" not in line[6:])
+
     def repaired(self) -> None:
         """The interrupted holder's leftovers are dealt with: forget its notes."""
         self.interrupted = ""
@@ -97,7 +108,7 @@ class HostLock:
         the next command checks what it noted."""
         self.depth -= 1
         if self.depth == 0 and self.fd >= 0:
-            if not failed or self._end <= len(self._header.encode()):
+            if not failed or not self._noted_left():
                 os.ftruncate(self.fd, 0)
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)

@@ -172,15 +172,18 @@ class ReconcileOps:
                 report.append(f"named bridge {n.bridge} of network {n.name}")
         running = {c.id: c for c in cs if c.running}
         present_links = {li.name for li in links}
-        with self.store.tx():
-            for e in eps:
-                if e.ip and e.container_id not in running:
-                    # endpoints must not hold addresses of stopped containers
+        # endpoints that must not hold addresses (stopped containers), and disconnects that
+        # died after removing the veth; written only if any (a commit wakes every resolver)
+        release = [e for e in eps if e.ip and e.container_id not in running]
+        finish = [e for e in eps if e.ip and e.container_id in running and e.host_ifname
+                  and e.host_ifname not in present_links]
+        if release or finish:
+            with self.store.tx():
+                for e in release:
                     e.ip, e.endpoint_id, e.ifname, e.host_ifname = None, "", "", ""
                     self.store.put_endpoint(e)
                     report.append(f"released address of stopped container {e.container_id[:12]}")
-                elif e.ip and e.host_ifname and e.host_ifname not in present_links:
-                    # a disconnect that died after removing the veth: finish it
+                for e in finish:
                     self.store.delete_endpoint(e.container_id, e.network_id)
                     report.append(f"finished disconnecting {e.container_id[:12]} from {e.network_id[:12]}")
         # firewall: exactly base + networks + published ports
@@ -209,9 +212,10 @@ class ReconcileOps:
             if nid not in net_ids or r is None or r[0] != pid:
                 _kill_all([pid])
                 report.append(f"stopped stray resolver pid {pid}")
-        with self.store.tx():
-            for nid in list(recorded):
-                if nid not in net_ids:
+        gone = [nid for nid in recorded if nid not in net_ids]
+        if gone:
+            with self.store.tx():
+                for nid in gone:
                     self.store.delete_resolver(nid)
         self._ensure_resolvers(k)
         # files of containers that were never recorded
