@@ -182,6 +182,7 @@ class Container:
     restart_policy: str = "no"
     stopped_by_user: bool = False  # `unless-stopped` stays down after a reboot only then
     standin: str = ""  # catalog entry the container runs instead of a command
+    labels: dict[str, str] = field(default_factory=dict)  # Config.Labels (compose's com.docker.compose.*)
 
     @property
     def short_id(self) -> str:

@@ -44,6 +44,7 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-P", "--publish-all", action="store_true")
     p.add_argument("--expose", action="append", default=[])
     p.add_argument("--restart", default="no")
+    p.add_argument("-l", "--label", action="append", default=[])
 
 
 class _Unused:
@@ -134,6 +135,7 @@ def add_parsers(sub, management: bool = False, only: str | None = None) -> None:
 
 def _spec(a: argparse.Namespace):
     from nsbridge.engine.containers import RunSpec
+    from nsbridge.engine.validate import labels as validate_labels
 
     rest = list(a.rest)
     if a.dashdash:
@@ -151,6 +153,7 @@ def _spec(a: argparse.Namespace):
         aliases=a.network_alias, detach=a.detach, interactive=a.interactive, tty=a.tty, auto_remove=a.rm,
         env=a.env, dns=a.dns, dns_search=a.dns_search, dns_options=a.dns_option, add_hosts=a.add_host,
         links=a.link, publish=a.publish, publish_all=a.publish_all, expose=a.expose, restart=a.restart,
+        labels=validate_labels(a.label),
     )
 
 
@@ -256,6 +259,11 @@ def _ps_match(c, filters: list[str]) -> bool:
             return False
         if k == "ancestor" and c.image != v:
             return False
+        if k == "label":
+            from nsbridge.render.tables import label_match
+
+            if not label_match(c.labels, v):
+                return False
     return True
 
 

@@ -50,6 +50,7 @@ class RunSpec:
     publish_all: bool = False
     expose: list[str] = field(default_factory=list)
     restart: str = "no"
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 class ContainerOps(EndpointOps):
@@ -121,6 +122,7 @@ class ContainerOps(EndpointOps):
             restart_policy=spec.restart,
             publish_all=spec.publish_all,
             exposed=list(spec.expose),
+            labels=dict(spec.labels),
         )
         eps: list[Endpoint] = []
         if spec.aliases and (mode.mode != "named" or self.network(mode.names[0]).predefined):
