@@ -71,6 +71,10 @@ class ContainerOps(EndpointOps):
         self._ports_validate(spec)
         return mode
 
+    def validate_spec(self: "Engine", spec: RunSpec) -> None:
+        """Check SPEC as `run` would, touching nothing (compose checks a whole file first)."""
+        self._validate_spec(spec)
+
     def create(self: "Engine", spec: RunSpec) -> Container:
         mode = self._validate_spec(spec)
         with self._session():

@@ -1,0 +1,232 @@
+"""Running a plan through the Engine (`up`), and `down`.
+
+Everything happens in one engine session (one lock, one netlink socket), in
+the plan's order: leftovers removed, networks made, then the containers in
+dependency order, each created on its first network, connected to the others
+and started, so that a service's `depends_on` is running before it starts
+(Compose's `service_started`; nsbridge has no health checks, so
+`service_healthy` waits for the start too). An `up` that changes nothing
+takes no lock and touches no kernel object: it reads the store only.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from nsbridge.compose import naming
+from nsbridge.compose.model import Project, Service
+from nsbridge.compose.plan import (
+    CREATE, KEEP, RECREATE, REMOVE, START, XNSBRIDGE, Observed, Plan, Step, Wanted, make, network_labels,
+)
+from nsbridge.errors import NsbridgeError
+
+Say = Callable[[str], None]
+
+
+def observe(e) -> Observed:
+    """What the store shows, read without the lock (a Reader will do)."""
+    e.ensure_ready()
+    containers = [e.ps_state(c) for c in e.store.containers()]
+    attached: dict[str, set[str]] = {}
+    for ep in e.store.all_endpoints():
+        attached.setdefault(ep.container_id, set()).add(ep.network_id)
+    return Observed(containers, e.store.networks(), attached)
+
+
+def plan(e, project: Project) -> Plan:
+    return make(project, observe(e))
+
+
+def up(e, project: Project, say: Say, dry_run: bool = False) -> Plan:
+    """Converge to PROJECT; SAY gets Compose's progress lines."""
+    for w in project.warnings:
+        say(f"WARNING: {w}")
+    p = plan(e, project)
+    specs = {s.name: _run_spec(s.wanted, project, say) for s in p.steps if s.wanted is not None and s.action in (CREATE, RECREATE)}
+    for spec in specs.values():
+        e.validate_spec(spec)  # the whole file is checked before anything is touched
+    if dry_run or not p.changes:
+        for s in p.steps:
+            say(s.line(dry_run))
+        return p
+    with e.session():
+        for s in p.steps:
+            _apply(e, project, s, specs.get(s.name), say)
+            say(s.line())
+    return p
+
+
+def _apply(e, project: Project, s: Step, spec, say: Say) -> None:
+    if s.kind == "network":
+        if s.action in (REMOVE, RECREATE):
+            e.network_rm([s.existing])
+        if s.action in (CREATE, RECREATE):
+            assert s.network is not None
+            _network_create(e, project, s.network, say)
+        return
+    if s.action == REMOVE or (s.action == RECREATE and s.existing):
+        if e.store.find_container(s.existing) is not None:
+            e.rm([s.existing], force=True)
+        if s.action == REMOVE:
+            return
+    w = s.wanted
+    assert w is not None
+    if s.action in (CREATE, RECREATE):
+        _create(e, w, spec)
+    elif s.action == START:
+        e.start(w.name)
+    if s.action != KEEP:
+        _x_nsbridge(e, project, w, say)
+
+
+def _network_create(e, project: Project, n, say: Say) -> None:
+    kw = {}
+    if n.aux_addresses:
+        if "aux_addresses" in type(e).network_create.__code__.co_varnames:
+            kw["aux_addresses"] = dict(n.aux_addresses)
+        else:
+            say(f"WARNING: network {n.key}: ipam aux_addresses need a newer nsbridge: ignored")
+    e.network_create(
+        n.name, driver=n.driver, subnet=n.subnet, gateway=n.gateway, ip_range=n.ip_range, internal=n.internal,
+        attachable=n.attachable, labels=network_labels(project, n), options=dict(n.driver_opts), **kw,
+    )
+
+
+def _create(e, w: Wanted, spec) -> None:
+    e.create(spec)
+    for a in w.attach[1:]:
+        e.connect(a.network, w.name, ip=a.ip, aliases=a.aliases)
+    e.start(w.name)
+
+
+# -- a service as `run` options -------------------------------------------------------------------
+def _run_spec(w: Wanted, project: Project, say: Say):
+    from nsbridge.engine.containers import RunSpec
+    from nsbridge.record import fields
+
+    s = w.service
+    first = w.attach[0] if w.attach else None
+    kw: dict[str, object] = dict(
+        image=s.image,
+        cmd=_command(s, say),
+        name=w.name,
+        networks=[w.network_mode] if w.network_mode and w.network_mode not in ("bridge", "host", "none") else (
+            [first.network] if first else []),
+        ip=first.ip if first else None,
+        hostname=s.hostname,
+        aliases=list(first.aliases) if first else [],
+        detach=True,
+        interactive=s.stdin_open,
+        tty=s.tty,
+        env=list(s.environment),
+        dns=list(s.dns),
+        dns_search=list(s.dns_search),
+        dns_options=list(s.dns_opt),
+        add_hosts=list(s.extra_hosts),
+        links=_links(w, project, say),
+        publish=list(s.ports),
+        expose=list(s.expose),
+        restart=s.restart,
+        labels=dict(w.labels),
+    )
+    # keys whose RunSpec fields come with other work (capabilities, MAC addresses)
+    extra = {"cap_add": list(s.cap_add), "cap_drop": list(s.cap_drop), "privileged": s.privileged,
+             "mac_address": first.mac if first else None}
+    have = {f.name for f in fields(RunSpec)}
+    for k, v in extra.items():
+        if k in have:
+            kw[k] = v
+        elif v:
+            say(f"WARNING: service {s.name}: {k} needs a newer nsbridge: ignored")
+    for a in w.attach[1:]:
+        if a.mac:
+            say(f"WARNING: service {s.name}: mac_address on network {a.key} (not its first): ignored")
+    return RunSpec(**kw)
+
+
+def _command(s: Service, say: Say) -> list[str]:
+    """The container's command: entrypoint + command. A command of arguments
+    only (`--default-authentication-plugin=...`) is the image's entrypoint's,
+    which the stand-in plays; a program the host does not have leaves the
+    container to its image's stand-in (or idle), with a warning, so that a
+    file written for real images still comes up."""
+    cmd = [*(s.entrypoint or []), *(s.command or [])]
+    if not cmd or cmd[0].startswith("-"):
+        return cmd
+    from nsbridge import standins
+    from nsbridge.engine.process import check_command
+
+    if standins.replaces(s.image, cmd):
+        return cmd
+    try:
+        check_command(cmd)
+    except NsbridgeError:
+        say(f"WARNING: service {s.name}: {cmd[0]!r} is not a program on this host (nsbridge runs the host's "
+            "programs, not the image's): the container runs without its command")
+        return []
+    return cmd
+
+
+def _links(w: Wanted, project: Project, say: Say) -> list[str]:
+    out = []
+    for ln in w.service.links:
+        target, _, alias = ln.partition(":")
+        other = project.services[target]
+        cname = other.container_name or naming.container_name(project.name, target, 1)
+        if w.network_mode == "bridge":
+            out.append(f"{cname}:{alias or target}")
+        elif alias and alias != target:
+            say(f"WARNING: service {w.service.name}: links alias {alias!r} needs the default bridge "
+                "(on user networks use networks.<name>.aliases): ignored")
+    return out
+
+
+# -- x-nsbridge: impairments and link states ------------------------------------------------------
+def _x_nsbridge(e, project: Project, w: Wanted, say: Say) -> None:
+    s = w.service
+    c = e.store.find_container(w.name)
+    if c is None:
+        return
+    done = True
+    if w.x_hash or c.labels.get(naming.XNSBRIDGE_HASH):
+        for sn in s.networks:
+            net = project.networks[sn.key].name
+            imp = s.impair.get(sn.key)
+            try:
+                if imp is not None:
+                    e.impair(w.name, net, rate=imp.rate, delay=imp.delay, jitter=imp.jitter, loss=imp.loss)
+                elif c.labels.get(naming.XNSBRIDGE_HASH):
+                    e.impair(w.name, net, clear=True)
+                e.link_set(w.name, net, up=s.link_state.get(sn.key, "up") == "up")
+            except (NsbridgeError, AttributeError) as err:
+                why = "this nsbridge has no link impairments yet" if isinstance(err, AttributeError) else str(err)
+                say(f"WARNING: service {s.name}: x-nsbridge on network {sn.key}: {why}")
+                done = False
+    if done and c.labels.get(naming.XNSBRIDGE_HASH, "") != w.x_hash:
+        c.labels[naming.XNSBRIDGE_HASH] = w.x_hash
+        with e.store.tx():
+            e.store.put_container(c)
+
+
+# -- down --------------------------------------------------------------------------------------------
+def down(e, project_name: str, say: Say, dry_run: bool = False) -> list[str]:
+    """Remove the project's containers (dependents first) and networks: found
+    by their labels, so it works without the file too. Leaves nothing."""
+    seen = observe(e)
+    ours = [c for c in seen.containers if c.labels.get(naming.PROJECT) == project_name]
+    ours.sort(key=lambda c: c.created, reverse=True)  # the last made first: dependents before what they need
+    nets = [n for n in seen.networks if n.labels.get(naming.PROJECT) == project_name]
+    lines = [Step("container", REMOVE, c.name).line(dry_run) for c in ours]
+    lines += [Step("network", REMOVE, n.name).line(dry_run) for n in nets]
+    if dry_run or not (ours or nets):
+        for line in lines:
+            say(line)
+        return lines
+    with e.session():
+        for c in ours:
+            if e.store.find_container(c.id) is not None:
+                e.rm([c.id], force=True)
+            say(Step("container", REMOVE, c.name).line())
+        for n in nets:
+            e.network_rm([n.id])
+            say(Step("network", REMOVE, n.name).line())
+    return lines
