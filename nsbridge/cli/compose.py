@@ -10,6 +10,9 @@ import time
 from nsbridge.engine.host import Host
 from nsbridge.errors import Usage
 
+#: the JSON schema shipped for editors (`compose config --schema` prints it)
+SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "compose", "schema.json")
+
 
 def _engine(host: Host):
     from nsbridge.engine.core import Engine
@@ -67,6 +70,7 @@ def add_parser(sub) -> None:
     cf.add_argument("--services", action="store_true")
     cf.add_argument("--networks", action="store_true")
     cf.add_argument("--format", choices=["yaml", "json"], default="yaml")
+    cf.add_argument("--schema", action="store_true", help="print the JSON schema of what nsbridge reads (for editors)")
     cf.set_defaults(handler=cmd_config)
 
 
@@ -250,6 +254,10 @@ def _follow(host: Host, cs: list, no_prefix: bool = False, from_end: bool = Fals
 def cmd_config(a: argparse.Namespace, host: Host) -> int:
     from nsbridge.compose import render
 
+    if a.schema:
+        with open(SCHEMA, encoding="utf-8") as f:
+            sys.stdout.write(f.read())
+        return 0
     p = load(a)
     for w in p.warnings:
         _say(f"WARNING: {w}")
