@@ -56,14 +56,16 @@ def _open(a: argparse.Namespace, host: Host, sandbox: bool | None = None):
 
 def cmd_up(a: argparse.Namespace, host: Host) -> int:
     from nsbridge.cli import compose
+    from nsbridge.lab import folder
 
     lab, project = _open(a, host, True if a.sandbox is None else a.sandbox)
     if lab.checks is not None:  # a teacher learns of a broken checks.yaml now, not at grading
         from nsbridge.lab import checks
 
         checks.load(lab.checks)
-    if lab.sandboxed:
+    if lab.sandboxed and not a.dry_run:
         lab.host.prepare_root()
+        folder.remember(lab, project.name)
     rc = compose.up(lab.host, project, detach=True, dry_run=a.dry_run)
     if lab.sandboxed and not a.dry_run:
         _say(f"lab {project.name} runs in sandbox host {lab.host.netns}: "
@@ -151,18 +153,17 @@ def cmd_exec(a: argparse.Namespace, host: Host) -> int:
 
 
 def cmd_ls(a: argparse.Namespace, host: Host) -> int:
+    """The lessons (and whether one is up), then the labs of other folders that are up."""
     from nsbridge.lab import folder, lessons
     from nsbridge.render.tables import table
 
-    up = {name: h for name, h in folder.running_labs(host)}
+    up = {name: d for name, d, _h in folder.running_labs(host)}
     rows = []
     for ls in lessons.index():
-        sb = folder.sandbox_name(host, ls.name)
-        state = "up" if sb in up else ("-" if ls.available else f"needs {', '.join(ls.requires)}")
-        up.pop(sb, None)
+        state = "up" if ls.name in up else ("-" if ls.available else f"needs {', '.join(ls.requires)}")
         rows.append([ls.name, state, ls.title])
-    for name in up:  # labs of the user's own folders
-        rows.append([name.rsplit("-lab-", 1)[-1] if "-lab-" in name else name[4:], "up", "(a lab of your own)"])
+    names = {ls.name for ls in lessons.index()}
+    rows += [[name, "up", f"(your lab in {d})"] for name, d in up.items() if name not in names]
     sys.stdout.write(table(["NAME", "STATE", "LESSON"], rows))
     return 0
 

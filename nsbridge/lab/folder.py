@@ -78,11 +78,34 @@ def _up_on(host: Host, project: str) -> bool:
         st.close()
 
 
-def running_labs(parent: Host) -> list[tuple[str, Host]]:
-    """Sandboxed labs with state under PARENT's root: (sandbox name, host)."""
+INFO = "lab.json"  # in a lab's state root: its name and folder, for `lab ls`
+
+
+def remember(lab: Lab, name: str) -> None:
+    import json
+
+    with open(os.path.join(lab.host.root, INFO), "w") as f:
+        json.dump({"name": name, "dir": lab.dir}, f)
+
+
+def running_labs(parent: Host) -> list[tuple[str, str, Host]]:
+    """Sandboxed labs with state under PARENT's root: (lab name, folder, host)."""
+    import json
+
     d = os.path.join(parent.root, "labs")
     try:
         names = sorted(os.listdir(d))
     except FileNotFoundError:
         return []
-    return [(n, Host(os.path.join(d, n), n)) for n in names if os.path.exists(os.path.join(d, n, "state.db"))]
+    out = []
+    for n in names:
+        root = os.path.join(d, n)
+        if not os.path.exists(os.path.join(root, "state.db")):
+            continue
+        try:
+            with open(os.path.join(root, INFO)) as f:
+                info = json.load(f)
+        except (OSError, ValueError):
+            info = {}
+        out.append((str(info.get("name", n)), str(info.get("dir", "")), Host(root, n)))
+    return out
