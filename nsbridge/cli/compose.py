@@ -105,10 +105,10 @@ def cmd_up(a: argparse.Namespace, host: Host) -> int:
 def up(host: Host, project, detach: bool = True, dry_run: bool = False) -> int:
     from nsbridge.compose import apply
 
+    apply.up(host, project, _say, dry_run=dry_run)
+    if detach or dry_run:
+        return 0
     with _engine(host) as e:
-        apply.up(e, project, _say, dry_run=dry_run)
-        if detach or dry_run:
-            return 0
         names = _containers(e, project.name, [], True)
     try:
         _follow(host, names)

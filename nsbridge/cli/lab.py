@@ -78,18 +78,28 @@ def _flags(h: Host) -> str:
 
 
 def cmd_down(a: argparse.Namespace, host: Host) -> int:
+    """A sandboxed lab goes with its sandbox host (every process killed, every
+    namespace removed, the host namespace with its bridges and rules, the
+    state root): one step, whatever the lab's size. Otherwise `compose down`."""
     from nsbridge.compose import apply
     from nsbridge.engine.core import Engine
 
     lab, project = _open(a, host)
-    if lab.sandboxed and not os.path.exists(lab.host.db):
+    if not lab.sandboxed:
+        with Engine(lab.host.root, lab.host.netns) as e:
+            apply.down(e, project.name, _say)
+        return 0
+    if not os.path.exists(lab.host.db):
         _say(f"lab {project.name} is not up")
         return 0
-    with Engine(lab.host.root, lab.host.netns) as e:
-        apply.down(e, project.name, _say)
-    if lab.sandboxed:
-        Engine.reset(lab.host)  # the sandbox host and its state root go too
-        _say(f" \u2714 Sandbox host {lab.host.netns}  Removed")
+    from nsbridge.engine.views import Reader
+
+    with Reader(lab.host.root, lab.host.netns) as r:
+        lines = apply.down_lines(r, project.name)
+    Engine.reset(lab.host)
+    for line in lines:
+        _say(line)
+    _say(f" \u2714 Sandbox host {lab.host.netns}  Removed")
     return 0
 
 

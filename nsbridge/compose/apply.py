@@ -36,23 +36,45 @@ def plan(e, project: Project) -> Plan:
     return make(project, observe(e))
 
 
-def up(e, project: Project, say: Say, dry_run: bool = False) -> Plan:
-    """Converge to PROJECT; SAY gets Compose's progress lines."""
+def up(host, project: Project, say: Say, dry_run: bool = False) -> Plan:
+    """Converge HOST's engine to PROJECT; SAY gets Compose's progress lines.
+    The plan is made from the store alone (a Reader: no lock, no kernel); an
+    unchanged project, or a dry run, ends there."""
+    from nsbridge.engine.views import Reader
+
     for w in project.warnings:
         say(f"WARNING: {w}")
-    p = plan(e, project)
+    with Reader(host.root, host.netns) as r:
+        p = plan(r, project)
+    if p.changes and not dry_run:
+        from nsbridge.engine.core import Engine
+
+        with Engine(host.root, host.netns) as e:
+            _converge(e, project, p, say)
+        return p
+    if p.changes:  # a dry run still checks the whole file as `up` would
+        from nsbridge.engine.core import Engine
+
+        with Engine(host.root, host.netns) as e:
+            _specs(e, project, p, say)
+    for s in p.steps:
+        say(s.line(dry_run))
+    return p
+
+
+def _specs(e, project: Project, p: Plan, say: Say) -> dict:
     specs = {s.name: _run_spec(s.wanted, project, say) for s in p.steps if s.wanted is not None and s.action in (CREATE, RECREATE)}
     for spec in specs.values():
         e.validate_spec(spec)  # the whole file is checked before anything is touched
-    if dry_run or not p.changes:
-        for s in p.steps:
-            say(s.line(dry_run))
-        return p
+    return specs
+
+
+def _converge(e, project: Project, p: Plan, say: Say) -> None:
+    specs = _specs(e, project, p, say)
     with e.session():
         for s in p.steps:
             _apply(e, project, s, specs.get(s.name), say)
             say(s.line())
-    return p
 
 
 def _apply(e, project: Project, s: Step, spec, say: Say) -> None:
@@ -208,19 +230,30 @@ def _x_nsbridge(e, project: Project, w: Wanted, say: Say) -> None:
 
 
 # -- down --------------------------------------------------------------------------------------------
-def down(e, project_name: str, say: Say, dry_run: bool = False) -> list[str]:
-    """Remove the project's containers (dependents first) and networks: found
-    by their labels, so it works without the file too. Leaves nothing."""
+def _targets(e, project_name: str) -> tuple[list, list]:
     seen = observe(e)
     ours = [c for c in seen.containers if c.labels.get(naming.PROJECT) == project_name]
     ours.sort(key=lambda c: c.created, reverse=True)  # the last made first: dependents before what they need
-    nets = [n for n in seen.networks if n.labels.get(naming.PROJECT) == project_name]
-    lines = [Step("container", REMOVE, c.name).line(dry_run) for c in ours]
-    lines += [Step("network", REMOVE, n.name).line(dry_run) for n in nets]
-    if dry_run or not (ours or nets):
-        for line in lines:
+    return ours, [n for n in seen.networks if n.labels.get(naming.PROJECT) == project_name]
+
+
+def down_lines(e, project_name: str, dry_run: bool = False) -> list[str]:
+    """What `down` removes, as its progress lines (read from the store only)."""
+    ours, nets = _targets(e, project_name)
+    return [Step("container", REMOVE, c.name).line(dry_run) for c in ours] + \
+        [Step("network", REMOVE, n.name).line(dry_run) for n in nets]
+
+
+def down(e, project_name: str, say: Say, dry_run: bool = False) -> None:
+    """Remove the project's containers (dependents first) and networks: found
+    by their labels, so it works without the file too. Leaves nothing."""
+    if dry_run:
+        for line in down_lines(e, project_name, dry_run=True):
             say(line)
-        return lines
+        return
+    ours, nets = _targets(e, project_name)
+    if not (ours or nets):
+        return
     with e.session():
         for c in ours:
             if e.store.find_container(c.id) is not None:
@@ -229,4 +262,3 @@ def down(e, project_name: str, say: Say, dry_run: bool = False) -> list[str]:
         for n in nets:
             e.network_rm([n.id])
             say(Step("network", REMOVE, n.name).line())
-    return lines

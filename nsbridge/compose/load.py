@@ -9,6 +9,7 @@ ${VAR:?error}, ${VAR?error}, ${VAR:+alt}, ${VAR+alt}, nested, and $$ for a $.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 
@@ -25,6 +26,7 @@ class ComposeError(InvalidArgument):
     prefix = ""
 
 
+@functools.lru_cache(maxsize=1)
 def _loader():
     """A safe YAML loader with YAML 1.2 core-schema scalars (what go-yaml v3 gives Compose)."""
     import yaml

@@ -8,7 +8,6 @@ folder. Without a sandbox the lab runs on the current host, as `compose` does.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 
 from nsbridge.compose.load import FILE_NAMES
@@ -42,6 +41,8 @@ def sandbox_name(parent: Host, lab_name: str) -> str:
     base = f"{parent.netns}-lab-" if parent.netns else "lab-"
     name = base + lab_name
     if len(name) > NETNS_MAX:  # long names: cut, with a hash of the whole to stay unique
+        import hashlib
+
         digest = hashlib.sha256(lab_name.encode()).hexdigest()[:6]
         name = f"{name[:NETNS_MAX - 7]}-{digest}"
     return name
@@ -84,8 +85,16 @@ INFO = "lab.json"  # in a lab's state root: its name and folder, for `lab ls`
 def remember(lab: Lab, name: str) -> None:
     import json
 
-    with open(os.path.join(lab.host.root, INFO), "w") as f:
-        json.dump({"name": name, "dir": lab.dir}, f)
+    path = os.path.join(lab.host.root, INFO)
+    text = json.dumps({"name": name, "dir": lab.dir})
+    try:
+        with open(path) as f:
+            if f.read() == text:
+                return
+    except OSError:
+        pass
+    with open(path, "w") as f:
+        f.write(text)
 
 
 def running_labs(parent: Host) -> list[tuple[str, str, Host]]:
