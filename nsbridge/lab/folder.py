@@ -85,16 +85,9 @@ INFO = "lab.json"  # in a lab's state root: its name and folder, for `lab ls`
 def remember(lab: Lab, name: str) -> None:
     import json
 
-    path = os.path.join(lab.host.root, INFO)
-    text = json.dumps({"name": name, "dir": lab.dir})
-    try:
-        with open(path) as f:
-            if f.read() == text:
-                return
-    except OSError:
-        pass
-    with open(path, "w") as f:
-        f.write(text)
+    from nsbridge.standins import _write_if_changed  # (an `up` of an unchanged lab writes nothing)
+
+    _write_if_changed(os.path.join(lab.host.root, INFO), json.dumps({"name": name, "dir": lab.dir}))
 
 
 def running_labs(parent: Host) -> list[tuple[str, str, Host]]:
