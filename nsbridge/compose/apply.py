@@ -10,6 +10,7 @@ takes no lock and touches no kernel object: it reads the store only.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from nsbridge.compose import naming
@@ -18,6 +19,7 @@ from nsbridge.compose.plan import (
     CREATE, KEEP, RECREATE, REMOVE, START, XNSBRIDGE, Observed, Plan, Step, Wanted, make, network_labels,
 )
 from nsbridge.errors import NsbridgeError
+from nsbridge.model import PREDEFINED, Network
 
 Say = Callable[[str], None]
 
@@ -44,8 +46,14 @@ def up(host, project: Project, say: Say, dry_run: bool = False) -> Plan:
 
     for w in project.warnings:
         say(f"WARNING: {w}")
-    with Reader(host.root, host.netns) as r:
-        p = plan(r, project)
+    if dry_run and not os.path.exists(host.db):
+        # a host never used (a new lab's sandbox): a dry run does not make it
+        p = make(project, Observed(networks=[Network(id=n, name=n, driver=n, created="") for n in PREDEFINED]))
+    else:
+        with Reader(host.root, host.netns) as r:
+            p = plan(r, project)
+    for w in p.warnings:
+        say(f"WARNING: {w}")
     if p.changes and not dry_run:
         from nsbridge.engine.core import Engine
 
@@ -53,10 +61,19 @@ def up(host, project: Project, say: Say, dry_run: bool = False) -> Plan:
             _converge(e, project, p, say)
         return p
     if p.changes:  # a dry run still checks the whole file as `up` would
+        import shutil
+        import tempfile
+
         from nsbridge.engine.core import Engine
 
-        with Engine(host.root, host.netns) as e:
-            _specs(e, project, p, say)
+        # checking needs no state: a host never used gets a scratch root, not its own
+        root = host.root if os.path.exists(host.db) else tempfile.mkdtemp(prefix="nsbridge-dry-run-")
+        try:
+            with Engine(root, host.netns) as e:
+                _specs(e, project, p, say)
+        finally:
+            if root != host.root:
+                shutil.rmtree(root, ignore_errors=True)
     for s in p.steps:
         say(s.line(dry_run))
     return p

@@ -77,6 +77,7 @@ class Observed:
 @record
 class Plan:
     steps: list[Step] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def changes(self) -> list[Step]:
@@ -186,7 +187,9 @@ def make(project: Project, seen: Observed) -> Plan:
         if have is None:
             net_steps.append(Step("network", CREATE, nd.name, network=nd))
         elif have.labels.get(naming.PROJECT) != project.name or have.labels.get(naming.CONFIG_HASH, "") in ("", network_hash(nd)):
-            # not made by compose (Compose warns and uses it), or unchanged
+            if have.labels.get(naming.PROJECT) != project.name:  # Compose's warning; it uses the network
+                plan.warnings.append(f"a network with name {nd.name} exists but was not created for project "
+                                     f'"{project.name}". Set `external: true` to use an existing network')
             net_steps.append(Step("network", KEEP, nd.name, network=nd, existing=have.id))
         else:
             net_steps.append(Step("network", RECREATE, nd.name, network=nd, existing=have.id))

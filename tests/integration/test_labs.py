@@ -168,3 +168,24 @@ def test_lab_without_a_sandbox_runs_on_the_current_host(sb, tmp_path):
     sb.cli("lab", "down", d, check=True)
     assert sb.cli("ps", "-aq", check=True).stdout == ""
     assert "user-network" not in sb.cli("network", "ls", check=True).stdout
+
+
+def test_a_dry_run_of_a_new_lab_makes_nothing(sb, tmp_path):
+    d = str(tmp_path / "ports")
+    sb.cli("lab", "get", "ports", d, check=True)
+    p = sb.cli("lab", "up", "--dry-run", d, check=True)
+    assert " \u2714 DRY-RUN MODE -  Container web  Started" in p.stderr.splitlines()
+    h = lab_host(sb, "ports")
+    assert leftovers(sb, h) == [] and not os.path.exists(os.path.join(sb.root, "labs"))
+    # a broken file is refused by the dry run too, and still nothing is made
+    import yaml
+
+    path = os.path.join(d, "compose.yaml")
+    with open(path) as f:
+        doc = yaml.safe_load(f)
+    doc["services"]["broken"] = {"image": "alpine", "ports": ["99999:80"], "networks": ["shop"]}
+    with open(path, "w") as f:
+        yaml.safe_dump(doc, f)
+    p = sb.cli("lab", "up", "--dry-run", d)
+    assert p.returncode != 0 and "99999" in p.stderr
+    assert leftovers(sb, h) == []
