@@ -123,6 +123,11 @@ def test_check_fails_with_reasons_and_a_non_zero_exit(sb, tmp_path):
                 "  - exec: {in: container2, run: 'exit 3'}\n"
                 "  - reach: ghost -> container1\n")
     sb.cli("lab", "up", d, check=True)
+    out = sb.cli("lab", "exec", d, "container1", "ping", "-c1", "container2", check=True).stdout
+    assert "1 packets received" in out
+    h = lab_host(sb, "user-network")
+    env = sb.cli("lab", "env", d, check=True).stdout
+    assert env.strip() == f"export NSBRIDGE_HOST_NETNS={h.netns} NSBRIDGE_ROOT={h.root}"
     p = sb.cli("lab", "check", d)
     assert p.returncode == 1
     out = p.stdout.splitlines()
