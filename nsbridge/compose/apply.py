@@ -81,8 +81,12 @@ def up(host, project: Project, say: Say, dry_run: bool = False) -> Plan:
 
 def _specs(e, project: Project, p: Plan, say: Say) -> dict:
     specs = {s.name: _run_spec(s.wanted, project, say) for s in p.steps if s.wanted is not None and s.action in (CREATE, RECREATE)}
+    from nsbridge.record import replace
+
     for spec in specs.values():
-        e.validate_spec(spec)  # the whole file is checked before anything is touched
+        # the whole file is checked before anything is touched (on a copy: checking
+        # rewrites `--network`'s extended forms, which create must still see)
+        e.validate_spec(replace(spec))
     return specs
 
 
@@ -132,27 +136,28 @@ def _network_create(e, project: Project, n, say: Say) -> None:
 
 def _create(e, w: Wanted, spec) -> None:
     e.create(spec)
-    for a in w.attach[1:]:
-        e.connect(a.network, w.name, ip=a.ip, aliases=a.aliases)
     e.start(w.name)
 
 
 # -- a service as `run` options -------------------------------------------------------------------
 def _run_spec(w: Wanted, project: Project, say: Say):
+    """The service as `run` options: every network given at once in `--network`'s
+    extended form (`name=N,alias=A,ip=IP,mac-address=M`), as Compose creates a
+    container with all its endpoints."""
     from nsbridge.engine.containers import RunSpec
     from nsbridge.record import fields
 
     s = w.service
-    first = w.attach[0] if w.attach else None
+    if w.network_mode and w.network_mode not in ("bridge", "host", "none"):
+        networks = [w.network_mode]  # container:NAME
+    else:
+        networks = [_network_arg(a) for a in w.attach]
     kw: dict[str, object] = dict(
         image=s.image,
         cmd=_command(s, say),
         name=w.name,
-        networks=[w.network_mode] if w.network_mode and w.network_mode not in ("bridge", "host", "none") else (
-            [first.network] if first else []),
-        ip=first.ip if first else None,
+        networks=networks,
         hostname=s.hostname,
-        aliases=list(first.aliases) if first else [],
         detach=True,
         interactive=s.stdin_open,
         tty=s.tty,
@@ -167,19 +172,32 @@ def _run_spec(w: Wanted, project: Project, say: Say):
         restart=s.restart,
         labels=dict(w.labels),
     )
-    # keys whose RunSpec fields come with other work (capabilities, MAC addresses)
-    extra = {"cap_add": list(s.cap_add), "cap_drop": list(s.cap_drop), "privileged": s.privileged,
-             "mac_address": first.mac if first else None}
+    # keys whose RunSpec fields come with other work (capabilities)
+    extra = {"cap_add": list(s.cap_add), "cap_drop": list(s.cap_drop), "privileged": s.privileged}
     have = {f.name for f in fields(RunSpec)}
     for k, v in extra.items():
         if k in have:
             kw[k] = v
         elif v:
             say(f"WARNING: service {s.name}: {k} needs a newer nsbridge: ignored")
-    for a in w.attach[1:]:
-        if a.mac:
-            say(f"WARNING: service {s.name}: mac_address on network {a.key} (not its first): ignored")
     return RunSpec(**kw)
+
+
+def _network_arg(a) -> str:
+    """One attachment as `--network`'s extended syntax (csv, as the docker CLI reads it)."""
+    fields = [f"name={a.network}", *(f"alias={x}" for x in a.aliases)]
+    if a.ip:
+        fields.append(f"ip={a.ip}")
+    if a.mac:
+        fields.append(f"mac-address={a.mac}")
+    if len(fields) == 1:
+        return a.network
+    import csv
+    import io
+
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow(fields)
+    return out.getvalue()
 
 
 def _command(s: Service, say: Say) -> list[str]:
