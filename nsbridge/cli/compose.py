@@ -54,6 +54,7 @@ def add_parser(sub) -> None:
     ex.add_argument("-d", "--detach", action="store_true")
     ex.add_argument("-e", "--env", action="append", default=[])
     ex.add_argument("--index", type=int, default=1)
+    ex.add_argument("--privileged", action="store_true", help="every capability for this command")
     ex.add_argument("service")
     ex.add_argument("command", nargs=argparse.REMAINDER)
     ex.set_defaults(handler=cmd_exec)
@@ -190,7 +191,7 @@ def cmd_exec(a: argparse.Namespace, host: Host) -> int:
     tty = not a.no_tty and os.isatty(0) and os.isatty(1)
     # Compose's exec is docker exec -i (-t with a terminal) on the service's container
     args = argparse.Namespace(rest=[cs[0].name, *a.command], dashdash=False, tty=tty, interactive=True,
-                              detach=a.detach, env=a.env)
+                              detach=a.detach, env=a.env, privileged=a.privileged)
     return container.cmd_exec(args, host)
 
 

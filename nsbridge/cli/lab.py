@@ -158,7 +158,8 @@ def cmd_exec(a: argparse.Namespace, host: Host) -> int:
     lab, project = _open(a, host)
     _need_up(lab, project.name)
     args = argparse.Namespace(file=lab.files, project_name=project.name, project_directory=None, profile=None,
-                              service=a.service, command=a.command, no_tty=False, detach=False, env=[], index=1)
+                              service=a.service, command=a.command, no_tty=False, detach=False, env=[], index=1,
+                              privileged=False)
     return compose.cmd_exec(args, lab.host)
 
 

@@ -104,7 +104,7 @@ def _apply(e, project: Project, s: Step, spec, say: Say) -> None:
             e.network_rm([s.existing])
         if s.action in (CREATE, RECREATE):
             assert s.network is not None
-            _network_create(e, project, s.network, say)
+            _network_create(e, project, s.network)
         return
     if s.action == REMOVE or (s.action == RECREATE and s.existing):
         if e.store.find_container(s.existing) is not None:
@@ -121,16 +121,11 @@ def _apply(e, project: Project, s: Step, spec, say: Say) -> None:
         _x_nsbridge(e, project, w, say)
 
 
-def _network_create(e, project: Project, n, say: Say) -> None:
-    kw = {}
-    if n.aux_addresses:
-        if "aux_addresses" in type(e).network_create.__code__.co_varnames:
-            kw["aux_addresses"] = dict(n.aux_addresses)
-        else:
-            say(f"WARNING: network {n.key}: ipam aux_addresses need a newer nsbridge: ignored")
+def _network_create(e, project: Project, n) -> None:
     e.network_create(
-        n.name, driver=n.driver, subnet=n.subnet, gateway=n.gateway, ip_range=n.ip_range, internal=n.internal,
-        attachable=n.attachable, labels=network_labels(project, n), options=dict(n.driver_opts), **kw,
+        n.name, driver=n.driver, subnet=n.subnet, gateway=n.gateway, ip_range=n.ip_range,
+        aux_addresses=dict(n.aux_addresses), internal=n.internal, attachable=n.attachable,
+        labels=network_labels(project, n), options=dict(n.driver_opts),
     )
 
 
@@ -145,7 +140,6 @@ def _run_spec(w: Wanted, project: Project, say: Say):
     extended form (`name=N,alias=A,ip=IP,mac-address=M`), as Compose creates a
     container with all its endpoints."""
     from nsbridge.engine.containers import RunSpec
-    from nsbridge.record import fields
 
     s = w.service
     if w.network_mode and w.network_mode not in ("bridge", "host", "none"):
@@ -171,15 +165,10 @@ def _run_spec(w: Wanted, project: Project, say: Say):
         expose=list(s.expose),
         restart=s.restart,
         labels=dict(w.labels),
+        cap_add=list(s.cap_add),
+        cap_drop=list(s.cap_drop),
+        privileged=s.privileged,
     )
-    # keys whose RunSpec fields come with other work (capabilities)
-    extra = {"cap_add": list(s.cap_add), "cap_drop": list(s.cap_drop), "privileged": s.privileged}
-    have = {f.name for f in fields(RunSpec)}
-    for k, v in extra.items():
-        if k in have:
-            kw[k] = v
-        elif v:
-            say(f"WARNING: service {s.name}: {k} needs a newer nsbridge: ignored")
     return RunSpec(**kw)
 
 
@@ -210,12 +199,12 @@ def _command(s: Service, say: Say) -> list[str]:
     if not cmd or cmd[0].startswith("-"):
         return cmd
     from nsbridge import standins
-    from nsbridge.engine.process import check_command
+    from nsbridge.engine import process
 
     if standins.replaces(s.image, cmd):
         return cmd
     try:
-        check_command(cmd)
+        process.check_command(cmd, process.spec_path(s.image, s.environment))
     except NsbridgeError:
         say(f"WARNING: service {s.name}: {cmd[0]!r} is not a program on this host (nsbridge runs the host's "
             "programs, not the image's): the container runs without its command")

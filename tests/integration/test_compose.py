@@ -186,3 +186,32 @@ def test_a_compose_file_from_the_wild_comes_up(sb, tmp_path):
     out = compose(sb, path, "exec", "-T", "proxy", "sh", "-c", "busybox nc -w 2 db 3306 </dev/null").stdout
     assert "mariadb" in out
     compose(sb, path, "down")
+
+
+def test_capabilities_and_mac_addresses_from_the_file(sb, tmp_path):
+    path = write(str(tmp_path / "caps"), """
+        services:
+          admin:
+            image: alpine
+            cap_add: [NET_ADMIN]
+            networks:
+              lan: {mac_address: "02:00:00:00:00:0a"}
+          plain:
+            image: alpine
+            networks: [lan]
+        networks:
+          lan:
+            ipam: {config: [{subnet: 10.66.0.0/24, aux_addresses: {router: 10.66.0.2}}]}
+        """)
+    up = compose(sb, path, "up", "-d")
+    assert "WARNING" not in up.stderr
+    # a capability given in the file is the container's: it may change its own interfaces
+    assert compose(sb, path, "exec", "-T", "admin", "ip", "link", "set", "dev", "lo", "mtu", "60000", check=False).returncode == 0
+    assert compose(sb, path, "exec", "-T", "plain", "ip", "link", "set", "dev", "lo", "mtu", "60000", check=False).returncode != 0
+    assert json.loads(sb.cli("inspect", "-f", "{{json .HostConfig.CapAdd}}", "caps-admin-1", check=True).stdout) == ["NET_ADMIN"]
+    mac = sb.cli("inspect", "-f", "{{.NetworkSettings.Networks.caps_lan.MacAddress}}", "caps-admin-1", check=True).stdout
+    assert mac.strip() == "02:00:00:00:00:0a"
+    # the auxiliary address is kept out of the pool: plain got .3, not .2
+    ip = sb.cli("inspect", "-f", "{{.NetworkSettings.Networks.caps_lan.IPAddress}}", "caps-plain-1", check=True).stdout
+    assert ip.strip() not in ("10.66.0.2", "")
+    compose(sb, path, "down")

@@ -362,4 +362,6 @@ def test_reference_page_port(sb):
     p = sb.cli("port", "test", "7890/udp")
     assert (p.returncode, p.stderr) == (1, "Error: No public port '7890/udp' published for test\n")
     row = next(r for r in ls_rows(sb) if r[-1] == "test")
-    assert '"top"' in row and "0.0.0.0:1234->9876/tcp," in row and "0.0.0.0:4321->7890/tcp" in row
+    # the page lists the mappings as given; Docker's CLI today sorts them by container port
+    # (cli/command/formatter DisplayablePorts), as nsbridge does: 7890 before 9876
+    assert '"top"' in row and "0.0.0.0:4321->7890/tcp," in row and "0.0.0.0:1234->9876/tcp" in row
