@@ -183,19 +183,23 @@ class StoreWatch:
     shared and read-only, a commit by the engine is visible here as soon as it has
     returned, and comparing 48 bytes costs ~0.2 us where a SELECT costs ~4. A torn read
     during a commit only looks like a change (one SELECT too many). When the file cannot
-    be mapped, `changed()` is always True: one SELECT per query, as before."""
+    be mapped, `changed()` is always True: one SELECT per query, as before.
+
+    The file stays open until close(): closing any descriptor of a file drops every
+    POSIX lock the process holds on it, and SQLite's connection in this process holds
+    one on the -shm (byte 128) to tell later openers that the file is in use. Without
+    it, the next command to open the store truncates the -shm to rebuild it, and a
+    read of this mapping meanwhile is a SIGBUS (issue 11: resolvers died under load)."""
 
     HEADER = 48
 
     def __init__(self, db_path: str) -> None:
         self.mm: mmap.mmap | None = None
+        self.fd = -1
         self.last = b""
         try:
-            fd = os.open(db_path + "-shm", os.O_RDONLY)
-            try:
-                self.mm = mmap.mmap(fd, self.HEADER, mmap.MAP_SHARED, mmap.PROT_READ)
-            finally:
-                os.close(fd)
+            self.fd = os.open(db_path + "-shm", os.O_RDONLY | os.O_CLOEXEC)
+            self.mm = mmap.mmap(self.fd, self.HEADER, mmap.MAP_SHARED, mmap.PROT_READ)
         except (OSError, ValueError):
             self.mm = None
 
@@ -211,6 +215,9 @@ class StoreWatch:
     def close(self) -> None:
         if self.mm is not None:
             self.mm.close()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 @record

@@ -340,6 +340,55 @@ def test_start_failure_is_a_one_line_error(tmp_path, stub):
         r.store.close()
 
 
+def shm_locks(pid: int, db: str) -> list[str]:
+    """/proc/locks lines of PID on DB's WAL-index (the -shm file)."""
+    st = os.stat(db + "-shm")
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    with open("/proc/locks") as f:
+        return [line for line in f if f" {pid} " in line and f" {inode} " in line]
+
+
+# What SQLite does when it opens a WAL database's WAL-index (the -shm file) and finds
+# no one else holding the lock on its byte 128 (unixLockSharedMemory, "DMS"): it thinks
+# itself the only user, truncates the file (to 3 bytes) and rebuilds it. Here with the
+# rebuilding made slow, so that a reader of a mapping of the file cannot miss it.
+FIRST_OPENER = """
+import fcntl, os, struct, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR)
+flock = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 128, 1, 0)
+if struct.unpack("hhqqi4x", fcntl.fcntl(fd, fcntl.F_GETLK, flock))[0] == fcntl.F_UNLCK:
+    content = os.pread(fd, 1 << 20, 0)
+    os.ftruncate(fd, 3)
+    time.sleep(0.3)
+    os.pwrite(fd, content, 0)
+    print("truncated")
+"""
+
+
+def test_resolver_keeps_its_lock_on_the_wal_index_so_no_engine_truncates_it(resolver):
+    """Issue 11, item 12: under load, resolvers died of SIGBUS with no last word. The
+    resolver maps the WAL-index (-shm) to watch the store, and closed its own file
+    descriptor of that file after mapping it: closing any descriptor of a file drops
+    every POSIX lock the process holds on it, SQLite's own lock on the -shm included.
+    The next command to open the store then believed it was its only user and
+    truncated the -shm to rebuild it, and a resolver reading its mapping meanwhile got
+    SIGBUS. The resolver must hold that lock for as long as it runs."""
+    import subprocess
+
+    db = resolver.store.path
+    assert addrs(resolver.query("db")) == ["127.77.0.3"]
+    assert shm_locks(resolver.info.pid, db), "the resolver holds no lock on the WAL-index"
+    resolver.store.close()  # the resolver alone has the store open, as between two commands
+    try:
+        opener = subprocess.Popen([sys.executable, "-c", FIRST_OPENER, db + "-shm"], stdout=subprocess.PIPE, text=True)
+        while opener.poll() is None:
+            assert addrs(resolver.query("db", timeout=1)) == ["127.77.0.3"]
+        assert opener.stdout.read() == ""  # it saw the resolver's lock and left the file alone
+        assert supervisor.is_alive(resolver.info.pid, resolver.info.pid_start)
+    finally:
+        resolver.store = Store(db)
+
+
 def selfcheck(r: Resolver, n: int = 2000) -> tuple[float, float]:
     """n sequential UDP queries from one client; every one must be answered, right."""
     names = [(b"db", ["127.77.0.3"]), (b"web2", ["127.77.0.4"])]
