@@ -50,6 +50,7 @@ class Holder:
     def __init__(self, control: str | None) -> None:
         self.lst: dict[str, Listener] = {}
         self.missing: dict[str, Missing] = {}
+        self.unchecked = False  # sockets taken since the last reconcile
         self.control: socket.socket | None = None
         if control:
             if os.path.exists(control):
@@ -90,37 +91,40 @@ class Holder:
             self.close(c)
         return True
 
-    def reconcile(self, now: float, acquire: bool = False) -> None:
+    def reconcile(self, now: float, acquire: bool = False) -> list[str]:
         """Drop the sockets the store no longer gives us; note the missing ones and,
         with ACQUIRE, make those that are due."""
+        self.unchecked = False
         owned = self.records.owned()
         for cid, lst in list(self.lst.items()):
-            o = owned.get(cid)
-            if o is None or o[0] != lst.key:
+            if owned.get(cid) != lst.key:
                 self.drop(cid)
         for cid in [c for c in self.missing if c not in owned]:
             del self.missing[cid]
-        for cid, (_key, netns) in owned.items():
-            # (no namespace recorded: nowhere to bind; only the engine can hand sockets over)
-            if netns and cid not in self.lst and cid not in self.missing:
+        for cid in owned:
+            if cid not in self.lst and cid not in self.missing:
                 self.missing[cid] = Missing(now if acquire else now + GRACE)
-        if acquire:
-            self.acquire(now, owned)
+        return self.acquire(now, owned) if acquire else []
 
-    def acquire(self, now: float, owned: dict[str, tuple[str, str]]) -> None:
+    def acquire(self, now: float, owned: dict[str, str]) -> list[str]:
         """Bind in every missing container that is due, on a helper thread: it
-        enters each container's namespace, where the main thread must never be."""
+        enters each container's namespace, where the main thread must never be.
+        Returns what failed for the first time ("ID: why")."""
         from nsbridge.kernel.ns import netns_path
 
-        due = [(cid, owned[cid]) for cid, m in self.missing.items() if m.next_try <= now and cid in owned]
+        due = [cid for cid, m in self.missing.items() if m.next_try <= now and cid in owned]
         if not due:
-            return
+            return []
+        netns = self.records.netns_of(due)
+        for cid in [c for c in due if not netns.get(c)]:  # nowhere to bind: only an engine can hand them over
+            self.missing[cid].next_try = now + RETRY_MAX
+            due.remove(cid)
         results: dict[str, object] = {}
 
         def work() -> None:
-            for cid, (key, netns) in due:
+            for cid in due:
                 try:
-                    results[cid] = (key, embedded.bind_in(netns_path(netns)))
+                    results[cid] = (owned[cid], embedded.bind_in(netns_path(netns[cid])))
                 except OSError as e:
                     results[cid] = e
 
@@ -138,6 +142,10 @@ class Holder:
             m.next_try = now + min(RETRY_MAX, 2.0 ** m.tries)
             if m.tries == 1:
                 first.append(f"{cid[:12]}: {getattr(r, 'strerror', None) or r}")
+        return first
+
+    def acquire_logged(self, now: float) -> None:
+        first = self.acquire(now, self.records.owned())
         if first:
             log(f"could not bind {embedded.ADDRESS}:{embedded.PORT} in {len(first)} container(s), "
                 f"retrying: {'; '.join(first[:3])}{' ...' if len(first) > 3 else ''}")
@@ -191,10 +199,10 @@ class Holder:
             self.drop(words[1])
             return "ok"
         if len(words) == 3 and words[0] == "take" and len(fds) == 2:
+            # No reload of the store here (it costs milliseconds per thousand containers,
+            # and the engine waits): the next refresh's reconcile drops a take that the
+            # store does not back. Only the engine (root) can reach this socket.
             cid, key = words[1], words[2] if words[2] != "-" else ""
-            self.refresh()  # the engine recorded it just before asking
-            if not self.records.serves(cid):
-                return f"no: container {cid[:12]} is not served by this resolver"
             socks = [socket.socket(fileno=fd) for fd in fds]
             fds[:] = [-1, -1]
             udp, tcp = socks
@@ -203,5 +211,6 @@ class Holder:
                     s.close()
                 return "no: expected a UDP and a TCP socket"
             self.take(cid, key, udp, tcp)
+            self.unchecked = True
             return "ok"
         return "no: bad request"

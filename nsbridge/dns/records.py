@@ -3,7 +3,7 @@
 This is the resolver's read-only view of the store schema (nsbridge/state/store.py):
 the only SQL outside the store, and only SELECTs, over
   meta(key='generation', value), networks(id, name, data JSON),
-  containers(id, name, data JSON: only its "dns" list and "netns"),
+  containers(id, name, data JSON: only its "dns" list, and "netns" when binding in it),
   endpoints(container_id, network_id, position, ip, endpoint_id, aliases JSON).
 An endpoint is live when its ip is not NULL; containers with no live endpoint are
 not answered. The whole view is loaded at once per store generation (three SELECTs),
@@ -44,8 +44,7 @@ _REV = ".in-addr.arpa"
 SQL_GENERATION = "SELECT value FROM meta WHERE key = 'generation'"
 SQL_NETWORKS = "SELECT data FROM networks"
 SQL_ENDPOINTS = (
-    "SELECT e.network_id, e.container_id, e.ip, e.aliases, c.name, json_extract(c.data, '$.dns'),"
-    " e.endpoint_id, json_extract(c.data, '$.netns')"
+    "SELECT e.network_id, e.container_id, e.ip, e.aliases, c.name, json_extract(c.data, '$.dns'), e.endpoint_id"
     " FROM endpoints e JOIN containers c ON c.id = e.container_id"
     " WHERE e.ip IS NOT NULL ORDER BY e.position, e.container_id"
 )
@@ -114,8 +113,8 @@ class Snapshot:
     ptr: dict[str, dict[str, str]] = field(default_factory=dict)
     #: container id -> ids of its resolver networks, in attach order
     nets_of: dict[str, list[str]] = field(default_factory=dict)
-    #: container id -> (endpoint id on its first resolver network, netns name)
-    first: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: container id -> its endpoint id on its first resolver network
+    first: dict[str, str] = field(default_factory=dict)
     #: container id -> its own upstream servers (`run --dns`), when it has some
     dns_of: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -131,7 +130,7 @@ def load(conn: sqlite3.Connection) -> Snapshot:
             continue  # not IPv4: this resolver serves IPv4 only
         snap.nets[n.id] = _Net(n.id, n.name, n.name.lower(), n.ipam.gateway, n.has_dns)
     names: dict[str, dict[str, list[str]]] = {}
-    for nid, cid, ip, aliases, cname, dns, eid, netns in conn.execute(SQL_ENDPOINTS).fetchall():
+    for nid, cid, ip, aliases, cname, dns, eid in conn.execute(SQL_ENDPOINTS).fetchall():
         net_ = snap.nets.get(nid)
         if net_ is None or not net_.dns:
             continue  # the default bridge has no names (Docker's legacy links only)
@@ -139,7 +138,7 @@ def load(conn: sqlite3.Connection) -> Snapshot:
             snap.dns_of[cid] = tuple(x for x in json.loads(dns) if isinstance(x, str))
         nets = snap.nets_of.setdefault(cid, [])
         if not nets:
-            snap.first[cid] = (eid or "", netns or "")
+            snap.first[cid] = eid or ""
         nets.append(nid)
         snap.ptr.setdefault(nid, {})[ip] = f"{cname}.{net_.name}"
         keys = [cname.lower(), cid[:12]]
@@ -199,16 +198,23 @@ class Records:
         """The querier's own `--dns` servers; () means the host's."""
         return self.snap.dns_of.get(cid, ())
 
-    def serves(self, cid: str) -> bool:
-        """Is this network container CID's first user network (its 127.0.0.11's owner)?"""
-        nets = self.snap.nets_of.get(cid)
-        return bool(nets) and nets[0] == self.network_id
-
-    def owned(self) -> dict[str, tuple[str, str]]:
-        """The containers whose 127.0.0.11 this resolver serves: container id ->
-        (its endpoint ID here, which changes at each start; its netns name)."""
+    def owned(self) -> dict[str, str]:
+        """The containers whose 127.0.0.11 this resolver serves: container id -> its
+        endpoint ID here (which changes at each start)."""
         me = self.network_id
         return {cid: self.snap.first[cid] for cid, nets in self.snap.nets_of.items() if nets[0] == me}
+
+    def netns_of(self, cids: list[str]) -> dict[str, str]:
+        """Container id -> its network namespace's name (read when binding in it only:
+        one more json_extract per row would cost every reload)."""
+        out: dict[str, str] = {}
+        for i in range(0, len(cids), 500):
+            part = cids[i : i + 500]
+            rows = self.conn.execute(
+                f"SELECT id, json_extract(data, '$.netns') FROM containers WHERE id IN ({','.join('?' * len(part))})",
+                part).fetchall()
+            out.update((cid, netns or "") for cid, netns in rows)
+        return out
 
     def lookup(self, view: View, qname: str, qtype: int) -> Answer:
         """The answer in a fixed order (rotation is the caller's: see Answer.rotated)."""

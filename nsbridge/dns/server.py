@@ -421,10 +421,10 @@ class Server(Holder, Forwarder):
         self.last_err, self.muted = now, 0
 
     # -- the loop ----------------------------------------------------------
-    def start(self) -> None:
+    def start(self) -> list[str]:
         """Sockets in every container this resolver serves, made here (at start, the
-        engine hands none over)."""
-        self.reconcile(time.monotonic(), acquire=True)
+        engine hands none over); returns what could not be bound."""
+        return self.reconcile(time.monotonic(), acquire=True)
 
     def run(self) -> None:
         def on_signal(signum: int, frame: object) -> None:
@@ -460,10 +460,12 @@ class Server(Holder, Forwarder):
                     self.expire(now)
                 if now >= next_sweep:
                     next_sweep = now + 1.0
-                    if now - self.checked >= 1.0:  # a safety net under the store watch
+                    if now - self.checked >= 1.0 or self.unchecked:  # a safety net under the store watch
                         self.refresh()
+                        if self.unchecked:  # sockets taken, and the store unchanged since
+                            self.reconcile(now)
                     if self.missing:
-                        self.acquire(now, self.records.owned())
+                        self.acquire_logged(now)
                     for c in [c for c in self.conns.values() if now - c.last > TCP_IDLE]:
                         self.close(c)
             except Exception as e:
@@ -519,12 +521,12 @@ def main(argv: list[str] | None = None) -> int:
         ups = HostUpstreams(a.upstream_file)
         conn = open_ro(a.db)  # first: the -shm file exists while a connection is open
         srv = Server(conn, a.network_id, ups, StoreWatch(a.db), a.control)
-        srv.start()
+        failed = srv.start()
     except Exception as e:
         log(f"cannot start {where}: {type(e).__name__}: {e} (exit 1)")
         return 1
     log(f"{where} started: {embedded.ADDRESS}:{embedded.PORT} in {len(srv.lst)} container(s)"
-        + (f", {len(srv.missing)} not bound yet" if srv.missing else "")
+        + (f", not in {len(failed)} (retrying; {failed[0]})" if failed else "")
         + f" (upstreams from {a.upstream_file}: {fmt_servers(ups.servers)}; up to {nofile} files)")
     if a.ready_fd is not None:
         os.write(a.ready_fd, b"1")

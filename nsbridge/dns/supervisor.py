@@ -29,7 +29,7 @@ from nsbridge.record import record
 READY_TIMEOUT = 15.0
 STOP_TIMEOUT = 2.0
 LOG_MAX = 1 << 20
-LAST_LINES = 8
+LAST_LINES = 12
 
 # The directory holding the nsbridge package, so `-m nsbridge.dns.server` imports
 # the same code when the engine runs from a source tree rather than an install.
@@ -173,6 +173,7 @@ def last_words(info: ResolverInfo) -> dict:
     said nothing, the only signal a process cannot report: SIGKILL (the OOM killer,
     `kill -9`). From waitpid instead when it was this process's child."""
     tag = f"nsbridge-dns[{info.pid}]"
+    how = _status(info.pid)  # first: a child still dying may not have written all yet
     try:
         with open(info.log, "rb") as f:
             f.seek(max(0, os.path.getsize(info.log) - 64 * 1024))
@@ -183,7 +184,6 @@ def last_words(info: ResolverInfo) -> dict:
     mine = lines[starts[-1]:] if starts else []
     # up to the next resolver's first line (a later start appends to the same log)
     mine = next((mine[:i] for i, x in enumerate(mine) if i and "nsbridge-dns[" in x and tag not in x), mine)
-    how = _status(info.pid)
     if how is None:
         fatal = next((_FATAL.get(x.split(":", 1)[1].strip()) for x in mine if x.startswith("Fatal Python error:")), None)
         said = [x for x in mine if tag in x]
@@ -193,7 +193,8 @@ def last_words(info: ResolverInfo) -> dict:
             how = said[-1][said[-1].rindex("(exit ") + 1 : -1]
         else:
             how = "killed without a word: SIGKILL (the OOM killer, or kill -9)"
-    lines = [x for x in mine if x.strip()][-LAST_LINES:]
+    lines = [x for x in mine if x.strip()]
+    lines = lines[:1] + lines[1:][-(LAST_LINES - 1):]  # its start, then its last lines
     return {"Pid": info.pid, "Ended": how, "NoticedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "LastLines": lines}
 
