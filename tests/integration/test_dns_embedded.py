@@ -60,6 +60,26 @@ def test_dns_answers_the_moment_run_returns(sb):
     assert sb.cli("exec", "client", "cat", "/etc/resolv.conf", check=True).stdout == "nameserver 127.0.0.11\noptions ndots:0\n"
     assert holders(sb, "client") == [resolver_pid(sb, "skynet")] * 2
     assert served(sb, "skynet") == 2
+    # a container sharing client's namespace asks through client's 127.0.0.11, as client
+    p = sb.cli("run", "--rm", "--network", "container:client", "alpine", "getent", "hosts", "web", check=True)
+    assert p.stdout.split()[:2] == [web, "web"]
+
+
+def test_an_engine_killed_before_handing_over(sb):
+    """The engine dies after recording the container, with the sockets in hand: the
+    resolver notices a container it serves without sockets and binds them itself."""
+    sb.cli("network", "create", "skynet", check=True)
+    sb.cli("run", "-d", "--name", "web", "--network", "skynet", "alpine", check=True)
+    env = dict(sb.env, NSBRIDGE_TEST_CRASH_AFTER="container.record")
+    p = subprocess.run(sb.argv("run", "-d", "--name", "late", "--network", "skynet", "alpine"), env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 137, p.stderr
+    for _ in range(100):  # within its grace second and the next look at the store
+        if holders(sb, "late"):
+            break
+        time.sleep(0.05)
+    assert holders(sb, "late") == [resolver_pid(sb, "skynet")] * 2
+    assert getent(sb, "late", "web") == ip_of(sb, "web")
 
 
 def test_one_resolver_per_container_across_connect_disconnect_and_restarts(sb):
