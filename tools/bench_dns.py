@@ -268,9 +268,11 @@ class Bench:
 
     def status(self, net: str) -> str:
         from nsbridge.dns import embedded
+        from nsbridge.kernel import ns
 
         nid = json.loads(self.sb.cli("network", "inspect", net, check=True).stdout)[0]["Id"]
-        return embedded.request(embedded.control_path(os.path.join(self.sb.root, "dns"), nid), "status")
+        with ns.in_netns(ns.netns_path(self.sb.name)):  # where the resolver's control socket is
+            return embedded.request(embedded.control_address(nid), "status")
 
 
 def main(argv: list[str]) -> int:

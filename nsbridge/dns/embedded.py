@@ -11,8 +11,9 @@ attach order), which answers for all the container's networks. The engine makes
 the two sockets while it sets the container up (before its command starts, so a
 first query waits in the socket rather than meeting a closed port) and hands them
 over after recording the container, on the resolver's control socket (a unix
-SOCK_SEQPACKET socket in the root-only state root, file descriptors passed as
-SCM_RIGHTS). Requests are one line each, answered with one line:
+SOCK_SEQPACKET socket in the abstract namespace of the host's network namespace,
+so no file is left behind, answering only root's processes; file descriptors
+passed as SCM_RIGHTS). Requests are one line each, answered with one line:
 
   take CID KEY   (+ 2 fds: UDP, TCP)  serve container CID (KEY: its endpoint ID on
                                       the network; a new one replaces the old sockets)
@@ -26,16 +27,14 @@ namespace). Imports no dnslib and no pyroute2: the engine imports this on `run`.
 from __future__ import annotations
 
 import array
-import contextlib
 import os
 import socket
-from collections.abc import Iterator
+import struct
 
 ADDRESS = "127.0.0.11"
 PORT = 53
 IP_FREEBIND = 15  # bind even while the container's loopback is down (socket.IP_FREEBIND is 3.12+)
 TIMEOUT = 2.0  # seconds an engine waits for the resolver's answer
-_UNIX_PATH_MAX = 107
 
 
 def bind_pair() -> tuple[socket.socket, socket.socket]:
@@ -68,39 +67,33 @@ def bind_in(netns_path: str) -> tuple[socket.socket, socket.socket]:
         return bind_pair()
 
 
-def control_path(dns_dir: str, network_id: str) -> str:
-    return os.path.join(dns_dir, f"{network_id[:12]}.sock")
+def control_address(network_id: str) -> str:
+    """The control socket of NETWORK_ID's resolver: an abstract unix address (in the
+    network namespace of the host, where the resolver and the engine's sessions run)."""
+    return f"\0nsbridge-dns-{network_id}"
 
 
-@contextlib.contextmanager
-def short(path: str) -> Iterator[str]:
-    """PATH as a unix socket address: through /proc/self/fd when it is longer than
-    sun_path allows (a deep --root)."""
-    if len(path.encode()) <= _UNIX_PATH_MAX:
-        yield path
-        return
-    fd = os.open(os.path.dirname(path), os.O_PATH | os.O_CLOEXEC)
-    try:
-        yield f"/proc/self/fd/{fd}/{os.path.basename(path)}"
-    finally:
-        os.close(fd)
+def peer_is_root(conn: socket.socket) -> bool:
+    """Is the process at the other end of CONN root (as the resolver is)? Abstract
+    unix sockets have no file permissions to keep other users out."""
+    _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    return uid == os.geteuid()
 
 
-def request(path: str, line: str, fds: tuple[int, ...] = (), timeout: float = TIMEOUT) -> str:
-    """Send one request to the resolver at PATH and return its one-line answer.
-    Raises OSError when it is not there or does not answer in time."""
+def request(address: str, line: str, fds: tuple[int, ...] = (), timeout: float = TIMEOUT) -> str:
+    """Send one request to the resolver at ADDRESS (control_address) and return its
+    one-line answer. Raises OSError when it is not there or does not answer in time."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
     try:
         s.settimeout(timeout)
-        with short(path) as addr:
-            s.connect(addr)
+        s.connect(address)
         anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
         s.sendmsg([line.encode()], anc)
         reply = s.recv(256)
     finally:
         s.close()
     if not reply:
-        raise ConnectionResetError(f"resolver at {path} closed the connection")
+        raise ConnectionResetError("the resolver closed the connection")
     return reply.decode(errors="replace")
 
 

@@ -13,6 +13,7 @@ engine killed midway, a resolver that was down), retrying with back-off.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
 import threading
@@ -53,21 +54,15 @@ class Holder:
         self.unchecked = False  # sockets taken since the last reconcile
         self.control: socket.socket | None = None
         if control:
-            if os.path.exists(control):
-                try:
-                    embedded.request(control, "status", timeout=1.0)
-                except OSError:  # a dead resolver's: ours now
-                    os.unlink(control)
-                else:
-                    raise OSError(f"another resolver of this network is running (its control socket {control} "
-                                  "is in use)")
             s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
-            with embedded.short(control) as addr:
-                s.bind(addr)
-            os.chmod(control, 0o600)
+            try:
+                s.bind(control)
+            except OSError as e:
+                s.close()
+                raise OSError(e.errno, "another resolver of this network is running (its control socket is in use)"
+                              if e.errno == errno.EADDRINUSE else e.strerror) from None
             s.listen(64)
-            self.control, self.control_path = s, control
-            self.control_ino = os.stat(control).st_ino
+            self.control = s
             self.sel.register(s, self.READ, self.control_accept)
 
     # -- the sockets ----------------------------------------------------------------
@@ -151,14 +146,9 @@ class Holder:
                 f"retrying: {'; '.join(first[:3])}{' ...' if len(first) > 3 else ''}")
 
     def close_control(self) -> None:
-        """Close it, and remove its file unless a newer resolver has bound another there."""
-        if self.control is None:
-            return
-        self.control.close()
-        with contextlib.suppress(OSError):
-            if os.stat(self.control_path).st_ino == self.control_ino:
-                os.unlink(self.control_path)
-        self.control = None
+        if self.control is not None:
+            self.control.close()
+            self.control = None
 
     # -- the control socket -----------------------------------------------------------
     def control_accept(self, mask: int) -> None:
@@ -166,6 +156,9 @@ class Holder:
         try:
             c, _ = self.control.accept()
         except OSError:
+            return
+        if not embedded.peer_is_root(c):
+            c.close()
             return
         c.setblocking(False)
         self.sel.register(c, self.READ, lambda m: self.control_request(c))

@@ -1,7 +1,6 @@
 """The resolver process of one user bridge: a single-threaded UDP+TCP loop.
 
-    python -m nsbridge.dns.server --db PATH --network-id ID --control SOCKET
-        --upstream-file RESOLV_CONF [--ready-fd N]
+    python -m nsbridge.dns.server --db PATH --network-id ID --upstream-file RESOLV_CONF [--ready-fd N]
 
 It listens on 127.0.0.11:53 inside each container it serves (embedded.py, holder.py:
 one UDP and one TCP socket per container, held in the container's namespace), so a
@@ -510,7 +509,6 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="nsbridge.dns.server")
     for flag in ("--db", "--network-id"):
         ap.add_argument(flag, required=True)
-    ap.add_argument("--control", help="the unix socket the engine hands containers' sockets over on")
     ap.add_argument("--upstream-file", default="/etc/resolv.conf")
     ap.add_argument("--ready-fd", type=int)
     a = ap.parse_args(argv)
@@ -520,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
         nofile = raise_nofile()
         ups = HostUpstreams(a.upstream_file)
         conn = open_ro(a.db)  # first: the -shm file exists while a connection is open
-        srv = Server(conn, a.network_id, ups, StoreWatch(a.db), a.control)
+        srv = Server(conn, a.network_id, ups, StoreWatch(a.db), embedded.control_address(a.network_id))
         failed = srv.start()
     except Exception as e:
         log(f"cannot start {where}: {type(e).__name__}: {e} (exit 1)")

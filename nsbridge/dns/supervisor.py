@@ -78,9 +78,8 @@ def start(db_path: str, network_id: str, upstream_file: str, log_dir: str) -> Re
     os.makedirs(log_dir, exist_ok=True)
     log = log_path(log_dir, network_id)
     _rotate(log)
-    control = embedded.control_path(log_dir, network_id)
     cmd = [sys.executable, "-m", "nsbridge.dns.server", "--db", db_path, "--network-id", network_id,
-           "--control", control, "--upstream-file", upstream_file]
+           "--upstream-file", upstream_file]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, env.get("PYTHONPATH", "")) if p)
     r, w = os.pipe()

@@ -49,9 +49,8 @@ class EmbeddedDnsOps:
 
     def _dns_take(self: "Engine", c: Container, ep: Endpoint, socks: Socks) -> None:
         """Hand SOCKS to the resolver of EP's network; our copies are closed either way."""
-        path = embedded.control_path(self.host.dns_dir, ep.network_id)
         try:
-            reply = embedded.request(path, f"take {c.id} {ep.endpoint_id or '-'}", tuple(s.fileno() for s in socks))
+            reply = embedded.request(embedded.control_address(ep.network_id), f"take {c.id} {ep.endpoint_id or '-'}", tuple(s.fileno() for s in socks))
             if reply != "ok":
                 log.warning("resolver of network %s did not take container %s: %s", ep.network_id[:12], c.name, reply)
         except OSError as e:
@@ -62,7 +61,7 @@ class EmbeddedDnsOps:
 
     def _dns_drop(self: "Engine", c: Container, network_id: str) -> None:
         try:
-            embedded.request(embedded.control_path(self.host.dns_dir, network_id), f"drop {c.id}")
+            embedded.request(embedded.control_address(network_id), f"drop {c.id}")
         except OSError as e:  # a dead resolver holds nothing; a new one binds only what it serves
             log.info("resolver of network %s not reached to drop container %s: %s", network_id[:12], c.name, e)
 

@@ -11,6 +11,7 @@ import subprocess
 import time
 
 from nsbridge.dns import embedded
+from nsbridge.kernel import ns
 from nsbridge.sandbox import Sandbox
 from tests.integration.helpers import ip_of
 
@@ -137,8 +138,9 @@ def test_a_released_container_is_let_go_at_once(sb):
             time.sleep(0.02)
         return ports()
 
-    def held() -> str:  # asked the moment the command returned
-        return embedded.request(embedded.control_path(os.path.join(sb.root, "dns"), nid), "status")
+    def held() -> str:  # asked the moment the command returned, in the sandbox host (abstract socket)
+        with ns.in_netns(ns.netns_path(sb.name)):
+            return embedded.request(embedded.control_address(nid), "status")
 
     for name in ("a1", "a2", "a3"):
         sb.cli("run", "-d", "--name", name, "--network", "skynet", "alpine", check=True)

@@ -121,7 +121,7 @@ class Resolver:
             udp.bind((ip, self.port))
             tcp.bind((ip, self.port))
             tcp.listen(16)
-            return embedded.request(embedded.control_path(self.dir, self.net_id), f"take {cid} -",
+            return embedded.request(embedded.control_address(self.net_id), f"take {cid} -",
                                     (udp.fileno(), tcp.fileno()))
         finally:
             udp.close()
@@ -357,7 +357,7 @@ def test_start_failure_is_a_one_line_error(tmp_path, stub):
             supervisor.start(r.store.path, r.net_id, str(r.upfile), r.dir)
         assert "did not start" in str(e.value) and "in use" in str(e.value) and "\n" not in str(e.value)
         assert addrs(r.query("db")) == ["127.77.0.3"]  # and the running one kept its control socket
-        assert embedded.request(embedded.control_path(r.dir, r.net_id), "status") == "held 3 missing 0"
+        assert embedded.request(embedded.control_address(r.net_id), "status") == "held 3 missing 0"
         with pytest.raises(KernelError) as e:
             supervisor.start(str(tmp_path / "missing.db"), r.net_id, str(r.upfile), str(tmp_path / "l3"))
         assert "did not start" in str(e.value)
@@ -413,6 +413,31 @@ def test_resolver_keeps_its_lock_on_the_wal_index_so_no_engine_truncates_it(reso
         assert supervisor.is_alive(resolver.info.pid, resolver.info.pid_start)
     finally:
         resolver.store = Store(db)
+
+
+AS_NOBODY = """
+import os, socket, sys
+os.setgid(65534); os.setuid(65534)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.settimeout(3)
+s.connect("\\0" + sys.argv[1])
+try:
+    s.send(b"drop " + sys.argv[2].encode())
+    print(repr(s.recv(256)))
+except OSError as e:  # hung up on before or after the request
+    print(type(e).__name__)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
+def test_the_control_socket_answers_root_only(resolver):
+    """An abstract unix socket has no file permissions: the resolver checks who asks."""
+    import subprocess
+
+    p = subprocess.run([sys.executable, "-c", AS_NOBODY, embedded.control_address(resolver.net_id)[1:],
+                        resolver.ids["client"]], capture_output=True, text=True, timeout=10)
+    assert p.stdout.strip() in ("b''", "BrokenPipeError", "ConnectionResetError"), (p.stdout, p.stderr)
+    assert addrs(resolver.query("db")) == ["127.77.0.3"]  # client's sockets still held
 
 
 def test_last_words_say_how_a_resolver_ended(tmp_path, stub):
