@@ -23,7 +23,7 @@ from nsbridge.dns.wire import log
 from nsbridge.record import record
 
 GRACE = 1.0  # seconds the engine has to hand a new container's sockets over
-RETRY_MAX = 30.0
+RETRY_MAX = 4.0  # seconds between tries at most: a bind fails while the previous holder lets go
 
 
 @record
@@ -111,9 +111,10 @@ class Holder:
         if not due:
             return []
         netns = self.records.netns_of(due)
-        for cid in [c for c in due if not netns.get(c)]:  # nowhere to bind: only an engine can hand them over
-            self.missing[cid].next_try = now + RETRY_MAX
-            due.remove(cid)
+        for cid in due:
+            if not netns.get(cid):  # nowhere to bind: only an engine can hand them over
+                self.missing[cid].next_try = now + RETRY_MAX
+        due = [cid for cid in due if netns.get(cid)]
         results: dict[str, object] = {}
 
         def work() -> None:
