@@ -17,7 +17,7 @@ error; a fatal signal leaves Python's traceback in the log (faulthandler).
 
 Imports: dnslib, sqlite3, select (epoll), socket and records.py; not pyroute2, not
 asyncio, and no thread but the short-lived one that binds in containers' namespaces
-(their cost is the point of this design, see the README's "How it is built").
+(their cost is the point of this design: docs/architecture.md, "Performance").
 """
 from __future__ import annotations
 

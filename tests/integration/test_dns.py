@@ -1,7 +1,8 @@
 """Name resolution on the real kernel (issue 4's acceptance): queries from inside
 containers (`getent`, `ping`, `nslookup`, `dig`, raw UDP/TCP) to Docker's embedded DNS
 address, 127.0.0.11, answered there by the resolver of the container's first user
-bridge; and containers' /etc/hosts and resolv.conf compared with Docker's.
+bridge; and containers' /etc/hosts and resolv.conf compared with Docker's (what Docker
+20.10 printed for the same commands).
 
 Nothing here talks to the machine's nameservers or any real network: upstream
 resolvers are stubs this file runs in namespaces of its own (prefixed with the
