@@ -46,7 +46,13 @@ def cmd_info(a: argparse.Namespace, host: Host) -> int:
     w(f"Networks: {info['Networks']}\n")
     w("Resolvers:\n")
     for name, r in sorted(info["Resolvers"].items()):
-        w(f" {name}: pid {r['Pid']} on {r['Address']}:53 ({r['State']}), log {r['Log']}\n")
+        n = r["ServedContainers"]
+        w(f" {name}: pid {r['Pid']} on {r['Address']}:53 in {n} container{'' if n == 1 else 's'} ({r['State']}),"
+          f" log {r['Log']}\n")
+        last = r.get("LastExit")
+        if last:
+            w(f"  previous: pid {last['Pid']} {last['Ended']} (noticed {last['NoticedAt']})\n")
+            w("".join(f"   | {line}\n" for line in last["LastLines"]))
     w(f"Upstream resolv.conf: {info['UpstreamResolvConf']}\n")
     if info.get("Docker"):
         w(f"Docker: {info['Docker']}\n")

@@ -224,6 +224,8 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOp
         cs = self.store.containers()
         resolvers = self.store.resolvers()
         byid = {n.id: n for n in nets}
+        served = self._dns_served()
+        from nsbridge.dns.supervisor import read_last_words
         return {
             "Root": self.host.root,
             "HostNamespace": self.host.netns or "(the machine's own)",
@@ -235,9 +237,12 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOp
             "Resolvers": {
                 byid[nid].name if nid in byid else nid: {
                     "Pid": pid,
-                    "Address": addr,
+                    "Address": addr,  # port 53, in each container served
+                    "ServedContainers": served.get(nid, 0),
                     "State": "running" if procs.alive(pid, start) else "stopped",
                     "Log": logf,
+                    # how the previous process ended, if one died and was replaced
+                    "LastExit": read_last_words(logf),
                 }
                 for nid, (pid, start, addr, logf) in resolvers.items()
             },
