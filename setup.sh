@@ -22,7 +22,9 @@ say() { printf '\n== %s\n' "$*"; }
 # (dnsutils for nslookup/dig inside containers, iperf3, dnsmasq-base and aardvark-dns for benchmarks).
 pkgs=(iproute2 iptables iputils-ping procps kmod dnsutils iperf3 dnsmasq-base psmisc busybox)
 if [ "$mode" = test ] || [ "$mode" = bench ]; then
-  pkgs+=(aardvark-dns)
+  # etcd-server: the cluster store of the overlay tests (started by the tests themselves, inside
+  # namespaces they create); tcpdump: to see VXLAN packets on the tests' underlay.
+  pkgs+=(aardvark-dns etcd-server tcpdump)
 fi
 command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || pkgs+=(python3-venv)
@@ -33,8 +35,20 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   say "installing system packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # No service may start on this machine because of us: Debian's etcd-server would start an etcd
+  # on localhost:2379. A policy-rc.d that says "no" for the install, unless the machine has one.
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\n# set by nsbridge setup.sh for one apt-get install\nexit 101\n' > "$policy"
+    chmod 755 "$policy"
+  fi
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || { [ -z "$policy" ] || rm -f "$policy"; exit 1; }
+  [ -z "$policy" ] || rm -f "$policy"
+  if [[ " ${missing[*]} " == *" etcd-server "* ]] && command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --quiet etcd.service 2>/dev/null || true  # nor at the next boot
+  fi
 fi
 modprobe br_netfilter 2>/dev/null || true
 

@@ -127,13 +127,9 @@ def forget(st) -> None:
                 st.delete_meta(k)
 
 
-def leave(st, force: bool = False) -> Membership:
-    """Revoke this host's lease (etcd deletes its host, endpoint and address
-    keys at once) and forget the membership. Refuses while this host has
-    containers on overlay networks, as `network rm` refuses with endpoints.
-    FORCE: forget locally even when the store cannot be reached."""
-    from nsbridge.cluster.etcd import ClusterUnavailable
-
+def check_can_leave(st) -> "Membership":
+    """Leaving is refused while this host has containers on overlay networks,
+    as `network rm` is refused while a network has endpoints."""
     m = membership(st)
     if m is None:
         raise InvalidArgument("this host has not joined a cluster store")
@@ -142,6 +138,16 @@ def leave(st, force: bool = False) -> Membership:
         names = ", ".join(sorted({e.name for e in eps}))
         raise Conflict(f"this host has {len(eps)} endpoint(s) on overlay networks (containers: {names}): "
                        f"remove them before leaving the cluster store")
+    return m
+
+
+def leave(st, force: bool = False) -> Membership:
+    """Revoke this host's lease (etcd deletes its host, endpoint and address
+    keys at once) and forget the membership. FORCE: forget it locally even
+    when the store cannot be reached (the keys then expire with the lease)."""
+    from nsbridge.cluster.etcd import ClusterUnavailable
+
+    m = check_can_leave(st)
     try:
         with m.client() as etcd:
             etcd.revoke(m.lease)

@@ -188,6 +188,37 @@ class Lab:
         return leaks
 
 
+def build_overlay(sb: Sandbox, network_id: str, vni: int, gateway: str, prefixlen: int, local: str) -> str:
+    """The overlay namespace of a network on host SB, by hand (the driver's job
+    once it exists); returns its path."""
+    from nsbridge.kernel import ns, overlay
+
+    with ns.in_netns(ns.netns_path(sb.name)):
+        return ns.netns_path(overlay.create_network_ns(sb.name, network_id, vni, gateway, prefixlen, local))
+
+
+def attach_container(sb: Sandbox, network_id: str, name: str, ip: str, prefixlen: int = 24) -> str:
+    """A container namespace `SANDBOX-NAME` whose eth0 is a veth on the overlay
+    bridge br0 of NETWORK_ID on host SB (what the driver will do); returns its name."""
+    from nsbridge.kernel import netlink, ns, overlay
+    from nsbridge.model import mac_for
+
+    overlay_path = ns.netns_path(overlay.netns_name(sb.name, network_id))
+    cname = f"{sb.name}-{name}"
+    with ns.returning():
+        inner, fd = netlink.open_in_new_netns(cname)
+        with ns.in_netns(overlay_path):
+            outer = netlink.NsLink()
+            try:
+                outer.add_veth(f"veth{name}", "eth0", mac_for(ip), fd, overlay.BRIDGE, 1450, "nsbridge:ep-" + name)
+            finally:
+                outer.close()
+        inner.configure_inside("eth0", ip, prefixlen, None)
+        inner.close()
+        os.close(fd)
+    return cname
+
+
 def wait_for(pred, timeout: float, what: str, step: float = 0.2):
     deadline = time.monotonic() + timeout
     while True:

@@ -172,9 +172,12 @@ def test_unreachable_store_is_one_line(server):
 
 
 # -- the registry: what overlay networks keep in etcd ----------------------------------
+_STATE_DIR = tempfile.TemporaryDirectory(prefix="nsbridge-reg-")  # removed when the module is done
+
+
 def _host(etcd: Etcd, prefix: str, i: int) -> Registry:
     """A registry as host I would have it (its own state store and lease)."""
-    st = Store(tempfile.mktemp(prefix="nsbridge-reg-", suffix=".db"))
+    st = Store(f"{_STATE_DIR.name}/{prefix}-{i}-{secrets.token_hex(3)}.db")
     c = Etcd(etcd.url)  # a client per host (and per thread: a client is not shared between threads)
     m = member.Membership(store=etcd.url, advertise=f"192.0.2.{10 + i}", host_id=f"h{i}-{prefix}", ttl=30,
                           lease=c.grant(30), name=f"host{i}")

@@ -10,10 +10,10 @@ import subprocess
 
 import pytest
 
-from nsbridge.kernel import netlink, ns, overlay
+from nsbridge.kernel import ns, overlay
 from nsbridge.model import mac_for
 from nsbridge.sandbox import Sandbox
-from tests.integration.cluster_lab import Underlay, in_ns
+from tests.integration.cluster_lab import Underlay, attach_container, in_ns
 
 NET_ID = "ab" * 32
 VNI = 4097
@@ -37,21 +37,7 @@ def two_hosts():
 
 
 def _container(sb: Sandbox, name: str, ip: str) -> str:
-    """A container's namespace with eth0 on the overlay bridge (what the driver will do)."""
-    overlay_path = ns.netns_path(overlay.netns_name(sb.name, NET_ID))
-    cname = f"{sb.name}-{name}"
-    with ns.returning():
-        inner, fd = netlink.open_in_new_netns(cname)
-        with ns.in_netns(overlay_path):
-            outer = netlink.NsLink()
-            try:
-                outer.add_veth(f"veth{name}", "eth0", mac_for(ip), fd, overlay.BRIDGE, 1450, "nsbridge:ep-" + name)
-            finally:
-                outer.close()
-        inner.configure_inside("eth0", ip, 24, None)
-        inner.close()
-        os.close(fd)
-    return cname
+    return attach_container(sb, NET_ID, name, ip)
 
 
 def _build(sb: Sandbox, local: str) -> str:
