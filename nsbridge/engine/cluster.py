@@ -48,6 +48,8 @@ class ClusterOps:
     def cluster_info(self: "Engine") -> dict | None:
         """What `system info` shows: the store, this host's advertise address
         and the hosts the store knows (or why it cannot be asked)."""
+        if self.store.get_meta("cluster.store") is None:
+            return None  # (and no import of the etcd client)
         from nsbridge.cluster import member
         from nsbridge.cluster.etcd import ClusterError, ClusterUnavailable
 

@@ -48,6 +48,19 @@ NUD_NOARP = 0x40
 NTF_SELF = 0x02  # the entry is the VXLAN device's own (`bridge fdb ... self`), not its master bridge's
 
 
+#: Egress and `-p` for overlay containers: Docker's docker_gwbridge, a LOCAL bridge
+#: network (listed by `network ls`, scope local) that each overlay container joins
+#: as a second interface, its default route: masquerade on, icc off (containers of
+#: one host must not talk to each other through it, only out). Made as any user
+#: bridge is (the bridge driver's NAT and isolation rules), with these options.
+GWBRIDGE_NAME = "docker_gwbridge"
+GWBRIDGE_OPTIONS = {
+    "com.docker.network.bridge.name": GWBRIDGE_NAME,
+    "com.docker.network.bridge.enable_icc": "false",
+    "com.docker.network.bridge.enable_ip_masquerade": "true",
+}
+
+
 @record(frozen=True)
 class Peer:
     """A remote endpoint as the kernel sees it: its address and MAC, and the

@@ -136,3 +136,14 @@ def test_failed_build_leaves_nothing(two_hosts):
             overlay.create_network_ns(h1.name, "cd" * 32, VNI, "10.0.1.1", 24, "192.0.2.11")
     assert not ns.netns_exists(overlay.netns_name(h1.name, "cd" * 32))
     assert h1.host_run("ip", "link", "show", overlay.vxlan_host_name(VNI, "cd" * 32)).returncode != 0
+
+
+def test_gateway_bridge_is_a_local_bridge_network_as_dockers(sb):
+    """docker_gwbridge: the overlay containers' way out, a local bridge with icc off."""
+    opts = [x for k, v in overlay.GWBRIDGE_OPTIONS.items() for x in ("-o", f"{k}={v}")]
+    sb.cli("network", "create", *opts, overlay.GWBRIDGE_NAME, check=True)
+    assert sb.host_run("ip", "link", "show", "docker_gwbridge").returncode == 0
+    rules = sb.host_run("iptables-save").stdout
+    assert "-i docker_gwbridge -o docker_gwbridge -j DROP" in rules  # icc off
+    assert "MASQUERADE" in rules
+    sb.cli("network", "rm", overlay.GWBRIDGE_NAME, check=True)

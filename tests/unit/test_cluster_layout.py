@@ -68,3 +68,24 @@ def test_prefix_end_and_store_urls():
     for bad in ("192.0.2.2:2379", "etcd://", "etcd://h:0", "etcd://h:99999", "etcd://h:x", "consul://h:8500"):
         with pytest.raises(ValueError, match="invalid cluster store address"):
             parse_url(bad)
+
+
+def test_the_watcher_wants_other_hosts_endpoints_only():
+    from nsbridge.cluster.watcher import desired_peers
+    from nsbridge.kernel.overlay import Peer
+
+    def ep(i: int, net: str, host: str, vtep: str) -> layout.ClusterEndpoint:
+        ip = f"10.0.0.{i}"
+        return layout.ClusterEndpoint(id=f"e{i}", network_id=net, container_id=f"c{i}", name=f"c{i}", ip=ip,
+                                      mac=f"02:42:0a:00:00:{i:02x}", host=host, vtep=vtep)
+
+    eps = {f"k{i}": e for i, e in enumerate([
+        ep(2, "n1", "me", "192.0.2.11"), ep(3, "n1", "h2", "192.0.2.12"), ep(4, "n1", "h3", "192.0.2.13"),
+        ep(5, "n2", "h2", "192.0.2.12"), ep(6, "n2", "me", "192.0.2.11"),
+    ])}
+    want = desired_peers(eps, "me")
+    assert want == {
+        "n1": {Peer("10.0.0.3", "02:42:0a:00:00:03", "192.0.2.12"), Peer("10.0.0.4", "02:42:0a:00:00:04", "192.0.2.13")},
+        "n2": {Peer("10.0.0.5", "02:42:0a:00:00:05", "192.0.2.12")},
+    }
+    assert desired_peers({}, "me") == {}
