@@ -72,7 +72,8 @@ def _cluster_lines(c: dict | None, w) -> None:
     w(f"Cluster Store: {c['Store']}\n")
     w(f"Cluster Advertise: {c['Advertise']}\n")
     wt = c["Watcher"]
-    w(f" Watcher: pid {wt['Pid']} ({wt['State']}), log {wt['Log']}\n")
+    last = f", last words: {wt['LastWords']}" if wt["LastWords"] else ""
+    w(f" Watcher: pid {wt['Pid']} ({wt['State']}{last}), log {wt['Log']}\n")
     if c["Error"]:
         w(f" Hosts: unknown: {c['Error']}\n")
         return

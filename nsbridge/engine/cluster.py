@@ -56,11 +56,15 @@ class ClusterOps:
         m = member.membership(self.store, self.host.netns)
         if m is None:
             return None
+        from nsbridge import supervise
+
         w = member.watcher_record(self.store) or {}
+        logf = w.get("log", member.watcher_log(self.host.root))
+        running = procs.alive(w.get("pid", 0), w.get("start", 0))
         info: dict = {
             "Store": m.store, "Advertise": m.advertise, "HostID": m.host_id, "TTL": m.ttl,
-            "Watcher": {"Pid": w.get("pid", 0), "Log": w.get("log", member.watcher_log(self.host.root)),
-                        "State": "running" if procs.alive(w.get("pid", 0), w.get("start", 0)) else "stopped"},
+            "Watcher": {"Pid": w.get("pid", 0), "Log": logf, "State": "running" if running else "stopped",
+                        "LastWords": "" if running else supervise.last_line(logf)},
             "Hosts": [], "Error": "",
         }
         try:
@@ -77,10 +81,10 @@ class ClusterOps:
         thread is in the host namespace (a session), so the process lives there.
         A watcher that will not start fails `join` (STRICT); any other command
         logs it and goes on (the next one tries again)."""
+        if self.store.get_meta("cluster.store") is None:
+            return  # not joined (and no import of the cluster modules on every session)
         from nsbridge.cluster import member
 
-        if self.store.get_meta(member.STORE) is None:
-            return
         w = member.watcher_record(self.store)
         if w and procs.alive(w["pid"], w["start"]):
             return

@@ -101,10 +101,14 @@ def test_join_leave_and_info_from_three_hosts(lab):
     assert p.returncode == 1 and p.stderr == (
         f"Error response from daemon: this host has already joined the cluster store at {lab.etcd.url} "
         f"as {lab.addr(h1)}: run `nsbridge system leave` first\n")
-    # a dead watcher is restarted by the next command, its last words logged
+    # a dead watcher is restarted by the next command; its log keeps what the dead one said
     w = info(h2)["Watcher"]
-    subprocess.run(["kill", "-9", str(w["Pid"])])
+    subprocess.run(["kill", str(w["Pid"])])
+    wait_for(lambda: f"nsbridge-cluster-watcher[{w['Pid']}] stopped" in open(w["Log"]).read(), 10, "the watcher to stop")
     assert info(h2)["Watcher"]["State"] == "running" and info(h2)["Watcher"]["Pid"] != w["Pid"]
+    subprocess.run(["kill", "-9", str(info(h2)["Watcher"]["Pid"])])
+    assert info(h2)["Watcher"]["State"] == "running"
+    assert f"nsbridge-cluster-watcher[{w['Pid']}] watching {lab.etcd.url}" in open(w["Log"]).read()
     # leave: the others stop seeing the host at once; its watcher stops
     assert h3.cli("system", "leave", check=True).stdout == f"left the cluster store at {lab.etcd.url}\n"
     assert hosts_seen(h1) == sorted([lab.addr(h1), lab.addr(h2)])
@@ -136,6 +140,15 @@ def test_bad_joins_fail_in_one_line_and_record_nothing(lab):
         assert p.returncode == 1 and p.stderr.startswith(err) and p.stderr.count("\n") == 1, (args, p.stderr)
         assert info(h1) is None
     assert lab.etcd_keys() == {}
+    # reset of a member host while the store is away: done, and it says what it could not do
+    h2 = lab.hosts[1]
+    lab.join(h2)
+    lab.etcd.stop()
+    p = h2.cli("system", "reset", "-f", check=True)
+    assert p.stdout.splitlines()[0] == (
+        "could not remove this host's keys from the cluster store (cannot reach the cluster store at "
+        "etcd://192.0.2.2:2379: [Errno 111] Connection refused): they expire in 20 s")
+    assert not h2.processes() and not h2.netns_names()
 
 
 @pytest.mark.parametrize("lab", [3], indirect=True)
