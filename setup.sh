@@ -37,15 +37,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   # No service may start on this machine because of us: Debian's etcd-server would start an etcd
   # on localhost:2379. A policy-rc.d that says "no" for the install, unless the machine has one.
-  policy=""
   if [ ! -e /usr/sbin/policy-rc.d ]; then
-    policy=/usr/sbin/policy-rc.d
-    printf '#!/bin/sh\n# set by nsbridge setup.sh for one apt-get install\nexit 101\n' > "$policy"
-    chmod 755 "$policy"
+    printf '#!/bin/sh\n# set by nsbridge setup.sh for one apt-get install\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   fi
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || { [ -z "$policy" ] || rm -f "$policy"; exit 1; }
-  [ -z "$policy" ] || rm -f "$policy"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if trap -p EXIT | grep -q policy-rc.d; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
   if [[ " ${missing[*]} " == *" etcd-server "* ]] && command -v systemctl >/dev/null 2>&1; then
     systemctl disable --quiet etcd.service 2>/dev/null || true  # nor at the next boot
   fi
