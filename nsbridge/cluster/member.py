@@ -101,10 +101,20 @@ def join(st, url: str, advertise: str, ttl: int, netns: str | None, host_addrs: 
     with m.client() as etcd:
         m.lease = etcd.grant(ttl)
         rec = layout.ClusterHost(id=m.host_id, name=m.name, advertise=advertise, joined=now_iso())
-        taken = [h for h in hosts(etcd) if h.advertise == advertise]
-        if taken:
-            etcd.revoke(m.lease)
-            raise Conflict(f"advertise address {advertise} is already used by host {taken[0].name} in the cluster store")
+        kvs, _rev = etcd.get_prefix(layout.HOSTS)
+        for kv in kvs:
+            try:
+                other = layout.ClusterHost.from_json(kv.value)
+            except (ValueError, TypeError):
+                continue
+            if other.advertise != advertise:
+                continue
+            if other.name != m.name:
+                etcd.revoke(m.lease)
+                raise Conflict(f"advertise address {advertise} is already used by host {other.name} in the cluster store")
+            # this host's own earlier membership, forgotten here (leave -f, a wiped state root):
+            # its lease goes, and with it every key it still held
+            etcd.revoke(kv.lease) if kv.lease else etcd.delete(kv.key)
         etcd.put(layout.host_key(m.host_id), rec.to_json(), lease=m.lease)
     with st.tx():
         for k, v in ((STORE, url), (ADVERTISE, advertise), (HOST_ID, m.host_id), (TTL, str(ttl)),

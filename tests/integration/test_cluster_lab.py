@@ -140,9 +140,27 @@ def test_bad_joins_fail_in_one_line_and_record_nothing(lab):
         assert p.returncode == 1 and p.stderr.startswith(err) and p.stderr.count("\n") == 1, (args, p.stderr)
         assert info(h1) is None
     assert lab.etcd_keys() == {}
-    # reset of a member host while the store is away: done, and it says what it could not do
+    # leave -f while the store is away forgets the membership here; joining again replaces
+    # the old registration (same host name): its lease and keys go
     h2 = lab.hosts[1]
     lab.join(h2)
+    old_id = info(h2)["HostID"]
+    lab.etcd.stop()
+    p = h2.cli("system", "leave")
+    assert p.returncode == 1 and "cannot reach the cluster store" in p.stderr and info(h2) is not None
+    h2.cli("system", "leave", "-f", check=True)
+    assert info(h2) is None
+    lab.etcd.start()
+    assert list(lab.etcd_keys()) == [layout.host_key(old_id)]
+    lab.join(h2)
+    # another host claiming a registered address (say it has it too) is refused
+    h1.host_run("ip", "addr", "add", f"{lab.addr(h2)}/32", "dev", "eth0", check=True)
+    p = h1.cli("system", "join", lab.etcd.url, "--advertise", lab.addr(h2))
+    assert p.returncode == 1 and p.stderr == (f"Error response from daemon: advertise address {lab.addr(h2)} is "
+                                              f"already used by host {h2.name} in the cluster store\n")
+    h1.host_run("ip", "addr", "del", f"{lab.addr(h2)}/32", "dev", "eth0", check=True)
+    assert list(lab.etcd_keys()) == [layout.host_key(info(h2)["HostID"])] and info(h2)["HostID"] != old_id
+    # reset of a member host while the store is away: done, and it says what it could not do
     lab.etcd.stop()
     p = h2.cli("system", "reset", "-f", check=True)
     assert p.stdout.splitlines()[0] == (
