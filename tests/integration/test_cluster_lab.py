@@ -93,6 +93,7 @@ def test_join_leave_and_info_from_three_hosts(lab):
     text = h1.cli("system", "info", check=True).stdout
     assert f"Cluster Store: {lab.etcd.url}\nCluster Advertise: {lab.addr(h1)}\n" in text
     assert f"  {h1.name} {lab.addr(h1)} (this host)\n" in text and f"  {h2.name} {lab.addr(h2)}\n" in text
+    assert h1.cli("system", "reconcile", check=True).stdout == "nothing to do: the store and the kernel agree\n"
     hosts_keys = [k for k in lab.etcd_keys() if k.startswith(layout.HOSTS)]
     assert len(hosts_keys) == 3
     # the same join again changes nothing; another store or address is refused in one line
