@@ -134,6 +134,7 @@ class Etcd:
         self.url = url
         self.host, self.port = parse_url(url)
         self.timeout = timeout
+        self.api = "/v3"  # the gateway's prefix: /v3 from etcd 3.4 on, /v3beta on 3.3
         self._conn: http.client.HTTPConnection | None = None
 
     def close(self) -> None:
@@ -154,9 +155,11 @@ class Etcd:
         return ClusterUnavailable(f"cannot reach the cluster store at etcd://{self.host}:{self.port}: {text}")
 
     # -- transport ------------------------------------------------------------
-    def _post(self, path: str, body: dict) -> dict:
+    def _post(self, call: str, body: dict) -> dict:
+        """POST BODY to the gateway's CALL (`kv/range`...) and return its answer."""
         data = json.dumps(body)
-        for attempt in (0, 1):  # a kept-alive connection may have been closed by etcd: retry once
+        path = f"{self.api}/{call}"
+        for attempt in (0, 1, 2):  # a kept-alive connection may have been closed by etcd: retry once
             if self._conn is None:
                 self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
             try:
@@ -171,6 +174,10 @@ class Etcd:
             except (OSError, http.client.HTTPException) as e:
                 self.close()
                 raise self.unreachable(e) from None
+            if r.status == 404 and self.api == "/v3" and attempt < 2:
+                self.api = "/v3beta"  # etcd 3.3 (Ubuntu 22.04's) serves the gateway there
+                path = f"{self.api}/{call}"
+                continue
             break
         try:
             out = json.loads(raw) if raw else {}
@@ -183,13 +190,13 @@ class Etcd:
 
     # -- keys -----------------------------------------------------------------
     def get(self, key: str) -> KV | None:
-        kvs = self._post("/v3/kv/range", {"key": _b64(key)}).get("kvs") or []
+        kvs = self._post("kv/range", {"key": _b64(key)}).get("kvs") or []
         return _kv(kvs[0]) if kvs else None
 
     def get_prefix(self, prefix: str) -> tuple[list[KV], int]:
         """Every key under PREFIX, sorted by key, and the store's revision at
         that read (watch from revision + 1 to miss nothing)."""
-        out = self._post("/v3/kv/range", {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix)),
+        out = self._post("kv/range", {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix)),
                                           "sort_order": "ASCEND", "sort_target": "KEY"})
         return [_kv(d) for d in out.get("kvs") or []], int(out["header"]["revision"])
 
@@ -197,15 +204,15 @@ class Etcd:
         body: dict = {"key": _b64(key), "value": _b64(value)}
         if lease:
             body["lease"] = str(lease)
-        return int(self._post("/v3/kv/put", body)["header"]["revision"])
+        return int(self._post("kv/put", body)["header"]["revision"])
 
     def delete(self, key: str) -> int:
         """Number of keys deleted (0 or 1)."""
-        return int(self._post("/v3/kv/deleterange", {"key": _b64(key)}).get("deleted", 0))
+        return int(self._post("kv/deleterange", {"key": _b64(key)}).get("deleted", 0))
 
     def delete_prefix(self, prefix: str) -> int:
         body = {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix))}
-        return int(self._post("/v3/kv/deleterange", body).get("deleted", 0))
+        return int(self._post("kv/deleterange", body).get("deleted", 0))
 
     def create(self, key: str, value: str, lease: int = 0) -> bool:
         """Put KEY only if it does not exist (compare create_revision == 0, in
@@ -214,7 +221,7 @@ class Etcd:
         put: dict = {"key": _b64(key), "value": _b64(value)}
         if lease:
             put["lease"] = str(lease)
-        out = self._post("/v3/kv/txn", {
+        out = self._post("kv/txn", {
             "compare": [{"key": _b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
             "success": [{"request_put": put}],
         })
@@ -222,7 +229,7 @@ class Etcd:
 
     def delete_if(self, key: str, value: str) -> bool:
         """Delete KEY only while it still holds VALUE (ours, not a successor's)."""
-        out = self._post("/v3/kv/txn", {
+        out = self._post("kv/txn", {
             "compare": [{"key": _b64(key), "target": "VALUE", "result": "EQUAL", "value": _b64(value)}],
             "success": [{"request_delete_range": {"key": _b64(key)}}],
         })
@@ -230,25 +237,25 @@ class Etcd:
 
     # -- leases ---------------------------------------------------------------
     def grant(self, ttl: int) -> int:
-        return int(self._post("/v3/lease/grant", {"TTL": str(int(ttl))})["ID"])
+        return int(self._post("lease/grant", {"TTL": str(int(ttl))})["ID"])
 
     def keepalive(self, lease: int) -> int:
         """Refresh LEASE once; its remaining TTL, 0 when it has expired or was
         revoked (its keys are gone then)."""
-        out = self._post("/v3/lease/keepalive", {"ID": str(lease)})
+        out = self._post("lease/keepalive", {"ID": str(lease)})
         return int(out.get("result", {}).get("TTL", 0))
 
     def revoke(self, lease: int) -> None:
         """Revoke LEASE: etcd deletes every key attached to it. Unknown counts as done."""
         try:
-            self._post("/v3/lease/revoke", {"ID": str(lease)})
+            self._post("lease/revoke", {"ID": str(lease)})
         except ClusterError as e:
             if "not found" not in str(e):
                 raise
 
     def status(self) -> dict:
         """etcd's own status (version, leader, db size)."""
-        return self._post("/v3/maintenance/status", {})
+        return self._post("maintenance/status", {})
 
     # -- watch ----------------------------------------------------------------
     def watch_once(self, prefix: str, start_revision: int, idle: float | None = None) -> Iterator[list[Event]]:
@@ -263,8 +270,11 @@ class Etcd:
             conn.connect()
             assert conn.sock is not None
             _keepalive_socket(conn.sock)
-            conn.request("POST", "/v3/watch", json.dumps(body), {"Content-Type": "application/json"})
+            conn.request("POST", f"{self.api}/watch", json.dumps(body), {"Content-Type": "application/json"})
             r = conn.getresponse()
+            if r.status == 404 and self.api == "/v3":
+                self.api = "/v3beta"  # etcd 3.3: the next try (watch() retries) asks there
+                raise self.unreachable("no /v3 gateway (etcd 3.3?): trying /v3beta")
             if r.status != 200:
                 raise ClusterError(f"the cluster store at etcd://{self.host}:{self.port} refused a watch: HTTP {r.status}")
             conn.sock.settimeout(idle)
