@@ -32,6 +32,7 @@ import socket
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from nsbridge.cluster.layout import VXLAN_PORT, overlay_mtu
 from nsbridge.errors import Conflict, KernelError
 from nsbridge.kernel import ns, sysctl
 from nsbridge.kernel.netlink import ALIAS_PREFIX, NsLink, _err
@@ -40,8 +41,6 @@ from nsbridge.record import record
 BRIDGE = "br0"
 VXLAN = "vxlan0"
 NETNS_TAG = "overlay@"
-VXLAN_PORT = 4789
-VXLAN_OVERHEAD = 50
 ZERO_MAC = "00:00:00:00:00:00"
 NUD_PERMANENT = 0x80
 NUD_NOARP = 0x40
@@ -106,7 +105,7 @@ def create_network_ns(host_netns: str | None, network_id: str, vni: int, gateway
     Returns the namespace's name."""
     name = netns_name(host_netns, network_id)
     alias = ALIAS_PREFIX + network_id
-    mtu = mtu or underlay_mtu(local) - VXLAN_OVERHEAD
+    mtu = mtu or overlay_mtu(underlay_mtu(local))
     tmp = vxlan_host_name(vni, network_id)
     with IPRoute(groups=0) as host:
         try:
