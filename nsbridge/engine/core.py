@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from nsbridge import procs
+from nsbridge.engine.cluster import ClusterOps
 from nsbridge.engine.containers import ContainerOps
 from nsbridge.engine.networks import NetworkOps
 from nsbridge.engine.ports import PortOps
@@ -67,7 +68,7 @@ class Kernel:
             self._link = None
 
 
-class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOps):
+class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOps, ClusterOps):
     """All operations; construction and lookups come from EngineBase (via ViewOps)."""
 
     # -- sessions --------------------------------------------------------------
@@ -161,6 +162,7 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOp
             for line in self._restart_by_policy():
                 log.info("restore: %s", line)
         self._ensure_resolvers(k)
+        self._ensure_watcher()
 
     def _init_predefined(self, k: Kernel) -> None:
         from nsbridge.ipam.pools import pick_pool
@@ -248,4 +250,5 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOp
             },
             "UpstreamResolvConf": self.host.upstream_resolv,
             "Docker": self.store.get_meta("docker", "") or "",
+            "Cluster": self.cluster_info(),
         }
