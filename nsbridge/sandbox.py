@@ -49,14 +49,20 @@ class Sandbox:
             ["ip", "netns", "exec", self.name, *cmd], capture_output=True, text=True, timeout=timeout, check=check
         )
 
+    @property
+    def engine_id(self) -> str:
+        """The id its engine marks its kernel objects with (engine/owner.py)."""
+        from nsbridge.engine.host import Host
+
+        return Host(os.path.abspath(self.root), self.name).engine_id
+
     def netns_names(self) -> list[str]:
         """The sandbox host and the namespaces marked as its engine's containers
         (never guessed from the name: `lab-2-web` may be sandbox `lab-2`'s)."""
         from nsbridge.engine import owner
-        from nsbridge.engine.host import Host
 
-        eid = Host(os.path.abspath(self.root), self.name).engine_id
-        mine = owner.our_namespaces(eid, self.name + "-")
+        eid = self.engine_id
+        mine = owner.our_namespaces(eid, self.name + "-", ("container", "overlay"))
         if os.path.exists(f"/run/netns/{self.name}"):
             m = owner.read(self.name)  # (anyone's but another engine's: a leftover of ours)
             if m is None or (m.kind == "host" and m.engine == eid):
@@ -65,17 +71,13 @@ class Sandbox:
 
     def processes(self) -> list[str]:
         """Processes still pointing at this sandbox's state root (resolvers, commands)."""
+        from nsbridge import procs
+
         out = []
-        for d in os.listdir("/proc"):
-            if not d.isdigit() or int(d) == os.getpid():
-                continue
-            try:
-                with open(f"/proc/{d}/cmdline", "rb") as f:
-                    argv = f.read().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if self.root in argv:
-                out.append(f"{d}: {argv.strip()}")
+        for pid, argv in procs.cmdlines():
+            line = b" ".join(argv).decode(errors="replace")
+            if self.root in line:
+                out.append(f"{pid}: {line.strip()}")
         return out
 
     # -- teardown ---------------------------------------------------------------------

@@ -11,7 +11,10 @@ import contextlib
 import os
 from typing import TYPE_CHECKING
 
-from nsbridge.engine import files, owner
+from nsbridge.dns import embedded
+from nsbridge.engine import files
+from nsbridge.engine import owner as ownership  # (`owner` below is the endpoint whose resolver answers)
+from nsbridge.engine.embedded_dns import EmbeddedDnsOps
 from nsbridge.engine.plan import Plan
 from nsbridge.ipam import allocator
 from nsbridge.model import Container, Endpoint, Network, mac_for
@@ -24,7 +27,7 @@ def new_endpoint_id() -> str:
     return os.urandom(32).hex()
 
 
-class EndpointOps:
+class EndpointOps(EmbeddedDnsOps):
     def _taken_ips(self: "Engine", net: Network, live: set[str] | None = None) -> set[str]:
         """Addresses IPAM must not hand out: live endpoints' (LIVE if read already) and
         --aux-address ones."""
@@ -58,7 +61,7 @@ class EndpointOps:
             return []
         c.netns = self.host.ctr_netns_name(c.name)
         eid = self.host.engine_id
-        owner.refuse_taken(c.netns, eid)  # a leftover of ours, or someone else's: never reused
+        ownership.refuse_taken(c.netns, eid)  # a leftover of ours, or someone else's: never reused
         nets = [self.store.network(ep.network_id) for ep in eps]
         bridged = [(ep, net) for ep, net in zip(eps, nets) if net.driver == "bridge"]
         self.lock.note(f"netns {c.netns}")
@@ -66,7 +69,7 @@ class EndpointOps:
             ctr, fd = plan.step(
                 "container.netns",
                 # loopback comes up with its mark, in the request that marks it
-                lambda: netlink.open_in_new_netns(c.netns, owner.container_mark(eid, c.id)),
+                lambda: netlink.open_in_new_netns(c.netns, ownership.container_mark(eid, c.id)),
                 lambda: ns.remove_netns(c.netns),
             )
         live: list[Endpoint] = []
@@ -88,6 +91,11 @@ class EndpointOps:
                 drv.join(plan, k.link, ctr, fd, net, ep, default_route,
                          ipv6_off_by_default=self.host.netns is not None, sysctls=c.endpoint_sysctls.get(net.id, ()))
                 live.append(ep)
+            owner = next((ep for ep, net in bridged if net.has_dns), None)
+            if owner is not None:
+                # 127.0.0.11:53 bound before the command starts: its first query waits there
+                socks = plan.step("container.dns", lambda: self._dns_bind(fd), self._dns_discard)
+                self._dns_pending = (owner, socks)
         finally:
             ctr.close()
             os.close(fd)
@@ -193,7 +201,7 @@ class EndpointOps:
             "host.docker.internal" in e.names for e in extra
         ):
             # Docker on Linux lacks it without --add-host; the tutorials expect it. On
-            # user networks the resolver answers it (the querier's gateway).
+            # user networks the resolver answers it (the querier's first network's gateway).
             extra.append(files.HostsEntry(primary.ipam.gateway, ["host.docker.internal"]))
         own = [files.HostsEntry(e.ip or "", files.own_names(c.hostname)) for e in live]
         if c.network_mode == "host":
@@ -206,8 +214,8 @@ class EndpointOps:
                 upstream = files.parse_resolv_conf(f.read())
         except OSError:
             upstream = files.Upstream()
-        embedded = dns_net.ipam.gateway if dns_net and dns_net.ipam else None
-        resolv = files.resolv_conf(embedded, upstream, c.dns, c.dns_search, c.dns_options)
+        nameserver = embedded.ADDRESS if dns_net is not None else None
+        resolv = files.resolv_conf(nameserver, upstream, c.dns, c.dns_search, c.dns_options)
         for fname, text in (("hosts", hosts), ("resolv.conf", resolv), ("hostname", c.hostname + "\n")):
             # Rewritten in place (same inode): running containers see the bind-mounted file change.
             with open(os.path.join(d, fname), "w") as f:

@@ -11,6 +11,7 @@ written on the object itself, never guessed from its name.
 - A namespace the engine makes carries a mark in the alias of its loopback
   device, written before the namespace is bound to its name under /run/netns:
       nsbridge:container:<engine id>:<container id>
+      nsbridge:overlay:<engine id>:<network id>     (an overlay network's bridge)
       nsbridge:host:<engine id>:<state root>        (a sandbox host)
   so `lab`'s reconcile never takes `lab-2`'s namespaces for its own, and a
   sandbox host is never some other engine's container.
@@ -45,13 +46,17 @@ def container_mark(eid: str, container_id: str) -> str:
     return f"{PREFIX}container:{eid}:{container_id}"
 
 
+def overlay_mark(eid: str, network_id: str) -> str:
+    return f"{PREFIX}overlay:{eid}:{network_id}"
+
+
 def host_mark(eid: str, root: str) -> str:
     return f"{PREFIX}host:{eid}:{root}".encode()[:IFALIAS_MAX].decode(errors="ignore")
 
 
 @record
 class Mark:
-    kind: str  # "container" or "host"
+    kind: str  # "container", "overlay" or "host"
     engine: str
     what: str  # the container id, or the state root
 
@@ -60,7 +65,7 @@ def parse(text: str) -> Mark | None:
     if not text.startswith(PREFIX):
         return None
     parts = text[len(PREFIX):].split(":", 2)
-    if len(parts) != 3 or parts[0] not in ("container", "host"):
+    if len(parts) != 3 or parts[0] not in ("container", "overlay", "host"):
         return None
     return Mark(*parts)
 
@@ -74,18 +79,23 @@ def read(name: str) -> Mark | None:
     return parse(ns.netns_mark(ns.netns_path(name)))
 
 
-def our_namespaces(eid: str, prefix: str = "") -> list[str]:
-    """Container namespaces that carry engine EID's mark. PREFIX (a sandbox's
-    `NAME-`) only narrows which names are worth reading; the mark decides."""
+def marked(eid: str, prefix: str = "", kinds: tuple[str, ...] = ("container",)) -> dict[str, Mark]:
+    """Namespace name -> mark, for those of KINDS that carry engine EID's mark.
+    PREFIX (a sandbox's `NAME-`) only narrows which names are worth reading;
+    the mark decides."""
     from nsbridge.kernel import ns
 
-    out = []
+    out = {}
     for name in ns.list_netns():
         if name.startswith(prefix):
             m = read(name)
-            if m is not None and m.kind == "container" and m.engine == eid:
-                out.append(name)
+            if m is not None and m.kind in kinds and m.engine == eid:
+                out[name] = m
     return out
+
+
+def our_namespaces(eid: str, prefix: str = "", kinds: tuple[str, ...] = ("container",)) -> list[str]:
+    return list(marked(eid, prefix, kinds))
 
 
 def describe(name: str, m: Mark | None) -> str:
@@ -94,7 +104,7 @@ def describe(name: str, m: Mark | None) -> str:
         return f"network namespace {name} exists and is not nsbridge's"
     if m.kind == "host":
         return f"network namespace {name} is the host of another nsbridge engine (state root {m.what})"
-    return f"network namespace {name} is container {m.what[:12]} of another nsbridge engine"
+    return f"network namespace {name} is {m.kind} {m.what[:12]} of another nsbridge engine"
 
 
 def claim_host(name: str, eid: str, root: str) -> None:

@@ -31,12 +31,12 @@ def _kill_all(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _our_netns(host: "Host") -> list[str]:
-    """Container namespaces that carry this engine's mark (a sandbox's `NAME-`
+def _our_netns(host: "Host", kinds: tuple[str, ...] = ("container",)) -> list[str]:
+    """Namespaces of KINDS that carry this engine's mark (a sandbox's `NAME-`
     prefix only narrows which names are worth reading)."""
     from nsbridge.engine import owner
 
-    return owner.our_namespaces(host.engine_id, host.netns + "-" if host.netns else "")
+    return owner.our_namespaces(host.engine_id, host.netns + "-" if host.netns else "", kinds)
 
 
 def finish_noted(notes: list[str]) -> list[str]:
@@ -64,37 +64,23 @@ def finish_noted(notes: list[str]) -> list[str]:
 
 def _resolver_pids(db: str) -> dict[int, str]:
     """Resolver processes serving this state root: pid -> network id."""
+    from nsbridge import procs
+
     out = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
+    for pid, argv in procs.cmdlines():
         if b"nsbridge.dns.server" in argv and db.encode() in argv:
             with contextlib.suppress(ValueError, IndexError):
-                out[int(d)] = argv[argv.index(b"--network-id") + 1].decode()
+                out[pid] = argv[argv.index(b"--network-id") + 1].decode()
     return out
 
 
 def _root_pids(host: "Host") -> list[int]:
     """Processes that name this state root's files in their command line: the
     resolvers (--db) and the containers' commands (their exit-code file)."""
+    from nsbridge import procs
+
     db, cdir = host.db.encode(), os.path.join(host.root, "containers", "").encode()
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit() or int(d) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if any(a == db or a.startswith(cdir) for a in argv):
-            out.append(int(d))
-    return out
+    return [pid for pid, argv in procs.cmdlines() if any(a == db or a.startswith(cdir) for a in argv)]
 
 
 def _kill_group(pid: int) -> None:
@@ -152,6 +138,7 @@ class ReconcileOps:
         nets = self.store.networks()
         cs = self.store.containers()
         live_ns = {c.netns for c in cs if c.running and c.netns}
+        # (overlay namespaces are not the store's yet: made for cluster networks, removed by reset)
         for name in _our_netns(self.host):
             if name not in live_ns:
                 _kill_all(ns.pids_in_netns(ns.netns_path(name)))
@@ -218,6 +205,7 @@ class ReconcileOps:
                 for nid in gone:
                     self.store.delete_resolver(nid)
         self._ensure_resolvers(k)
+        report += self._repair_watcher()
         # files of containers that were never recorded
         cdir = os.path.join(self.host.root, "containers")
         known = {c.id for c in cs}
@@ -262,8 +250,14 @@ class ReconcileOps:
         from nsbridge.kernel import ns
         from nsbridge.state.store import Store
 
+        from nsbridge.engine.cluster import reset_cluster
+
         host.prepare_root(create=False)  # a symlinked or planted root is refused, never followed
         report = []
+        try:
+            report += reset_cluster(host)  # first: the store is reached from the host namespace
+        except (sqlite3.DatabaseError, ValueError) as e:
+            report.append(f"could not leave the cluster store: the state database is unreadable ({e})")
         recorded: set[str] = set()  # ids of networks and endpoints (devices made before group marks)
         if os.path.exists(host.db):
             try:
@@ -278,7 +272,7 @@ class ReconcileOps:
         for pid in _root_pids(host):
             _kill_group(pid)
         report += finish_noted(_lock_notes(host))
-        for name in _our_netns(host):
+        for name in _our_netns(host, ("container", "overlay")):
             _kill_all(ns.pids_in_netns(ns.netns_path(name)))
             ns.remove_netns(name)
             report.append(f"removed network namespace {name}")
