@@ -258,6 +258,33 @@ def test_ranges_random_ports_and_publish_all(sb, lan):
     assert sb.cli("port", "inrange", check=True).stdout == "80/tcp -> 0.0.0.0:8082\n"
 
 
+def test_publish_all_of_5000_exposed_ports(sb, lan):
+    """`run -P --expose 1-5000` hung for minutes holding the host lock (picking
+    a port rescanned the range and the held list: cubic). Now it is done in
+    well under the CLI's time limit, in the order of the exposed ports, and the
+    rules go in one batch and out again with the container."""
+    empty = rules(sb)
+    r = sb.cli("run", "-d", "--name", "many", "-P", "--expose", "1-5000", "--", "python3", "-c", TCP_SERVER, "4999",
+               timeout=60)
+    assert r.returncode == 0, r.stderr
+    wait_listening(sb, "many", 4999)
+    assert sb.cli("port", "many", "1", check=True).stdout == "0.0.0.0:32768\n"
+    assert sb.cli("port", "many", "5000", check=True).stdout == "0.0.0.0:37767\n"
+    assert len(sb.cli("port", "many", check=True).stdout.splitlines()) == 5000
+    assert lan.py(tcp_client(LAN_HOST, 32768 + 4998)).stdout.startswith("hello from")
+    nat = sb.host_run("iptables-save", "-t", "nat", check=True).stdout
+    assert sum(1 for ln in nat.splitlines() if ln.startswith("-A NSBRIDGE ") and " -j DNAT " in ln) == 5000
+    ps = sb.cli("ps", "--format", "{{.Ports}}", check=True).stdout
+    assert ps.count("->") == 5000 and "0.0.0.0:32768->1/tcp" in ps
+    # another -p is checked against them by index: a clash is found, a free port is taken
+    r = sb.cli("run", "-d", "--name", "clash", "-p", "37767:80", "alpine")
+    assert r.returncode == 125 and "Bind for 0.0.0.0:37767 failed: port is already allocated" in r.stderr
+    assert sb.cli("run", "-d", "--name", "next", "-p", "80", "alpine", check=True).returncode == 0
+    assert sb.cli("port", "next", check=True).stdout == "80/tcp -> 0.0.0.0:37768\n"
+    sb.cli("rm", "-f", "many", "next", check=True)
+    assert rules(sb) == empty
+
+
 # -- errors leave nothing -----------------------------------------------------------------------
 def test_port_already_allocated_leaves_nothing(sb):
     sb.cli("run", "-d", "--name", "hello-dock", "-p", "8080:80", "-p", "127.0.0.1:9090:90/udp", "alpine", check=True)
