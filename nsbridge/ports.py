@@ -124,6 +124,12 @@ def _check_ip(ip: str) -> str:
         raise PortSpecError(f"invalid IP address: {ip}") from None
     if addr.version != 4:
         raise PortSpecError(f"invalid IP address {ip}: nsbridge publishes IPv4 ports only")
+    # never an address of the host: Docker fails only when its proxy binds one (and not
+    # a multicast one for UDP); a DNAT rule for it would never match
+    kind = ("multicast" if addr.is_multicast else "reserved" if addr.is_reserved
+            else "\"this network\"" if addr.packed[0] == 0 and int(addr) else "")
+    if kind:
+        raise PortSpecError(f"invalid IP address {ip}: a {kind} address is not a host address to publish on")
     return str(addr)
 
 

@@ -62,6 +62,7 @@ class ContainerOps(EndpointOps):
             from nsbridge.ipam.pools import parse_ip
 
             parse_ip(spec.ip)
+            validate.ip_for(spec.ip, mode)
         validate.run_options(spec)  # hostname, --dns*, --add-host, --link, --restart
         if spec.cmd and not self._standin_replaces(spec.image, spec.cmd):
             from nsbridge.engine.process import check_command

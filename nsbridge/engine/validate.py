@@ -324,3 +324,13 @@ def network_mode(values: list[str]) -> NetworkSpec:
         if n not in seen:
             seen.append(n)
     return NetworkSpec("named", seen)
+
+
+def ip_for(ip: str | None, mode: NetworkSpec) -> None:
+    """--ip is one network's address: with several --network, Docker (25+) quietly
+    gives it to the first; say so instead."""
+    if ip is not None and mode.mode == "named" and len(mode.names) > 1:
+        raise CliInvalid(
+            f"conflicting options: --ip is an address on one network, and {len(mode.names)} were given with "
+            "--network (give the others theirs with `network connect --ip`)"
+        )

@@ -216,6 +216,8 @@ CASES = [
      [D + "invalid subnet 127.0.0.0/24: it overlaps the loopback range 127.0.0.0/8"]),
     ("subnet-multicast", ["network", "create", "--subnet", "224.1.0.0/16", "x1"], 1,
      [D + "invalid subnet 224.1.0.0/16: it overlaps the multicast range 224.0.0.0/4"]),
+    ("subnet-link-local", ["network", "create", "--subnet", "169.254.0.0/16", "x1"], 1,
+     [D + "invalid subnet 169.254.0.0/16: it overlaps the link-local range 169.254.0.0/16"]),
     ("subnet-two", ["network", "create", "--subnet", "10.1.0.0/24", "--subnet", "10.2.0.0/24", "x1"], 1,
      [D + "nsbridge supports one IPv4 --subnet per network"]),
     # gateways and ip-ranges
@@ -244,6 +246,9 @@ CASES = [
      [R + D + "Invalid address 10.10.0.255: it is the network or broadcast address of 10.10.0.0/24"]),
     ("ip-text", ["run", "-d", "--network", "lab", "--ip", "notanip", "alpine"], 125,
      [R + D + "invalid IP address: notanip"]),
+    ("ip-two-networks", ["run", "-d", "--network", "lab", "--network", "skynet", "--ip", "10.10.0.9", "alpine"], 125,
+     [R + "conflicting options: --ip is an address on one network, and 2 were given with --network "
+      "(give the others theirs with `network connect --ip`)"]),
     ("ip-default-bridge", ["run", "-d", "--ip", "172.17.0.50", "alpine"], 125,
      [R + D + "user specified IP address is supported on user defined networks only"]),
     ("connect-ip-outside", ["network", "connect", "--ip", "10.99.0.5", "lab", "legacy"], 1,
@@ -259,6 +264,8 @@ CASES = [
     ("port-ranges-differ", ["run", "-d", "-p", "8100-8102:80-81", "alpine"], 125,
      [R + "invalid ranges specified for container and host Ports: 80-81 and 8100-8102"]),
     ("port-open-range", ["run", "-d", "-p", "80-", "alpine"], 125, [R + "invalid containerPort: 80-"]),
+    ("port-multicast-ip", ["run", "-d", "-p", "224.0.0.1:8088:82", "alpine"], 125,
+     [R + "invalid IP address 224.0.0.1: a multicast address is not a host address to publish on"]),
     ("port-proto", ["run", "-d", "-p", "8200:80/sctpx", "alpine"], 125, [R + "invalid proto: sctpx"]),
     ("port-allocated", ["run", "-d", "--name", "portdup", "-p", "8080:80", "alpine"], 125,
      [re.compile(re.escape(R + D + "driver failed programming external connectivity on endpoint portdup (")
@@ -350,6 +357,14 @@ CASES = [
      ["Template parsing error: template: :1: unclosed action"]),
     ("format-no-function", ["network", "inspect", "--format", "{{.Name | nofunc}}", "lab"], 1,
      ['Template parsing error: template: :1: function "nofunc" not defined']),
+    ("format-nested-deep", ["network", "inspect", "--format", "{{if 1}}" * 1000 + "{{end}}" * 1000, "lab"], 1,
+     ["Template parsing error: template: :1: max expression depth exceeded"]),
+    ("format-parens-deep", ["network", "inspect", "--format", "{{print " + "(print " * 200 + "1" + ")" * 200 + "}}",
+                            "lab"], 1, ["Template parsing error: template: :1: max expression depth exceeded"]),
+    ("format-output-huge", ["network", "inspect", "--format", '{{pad "x" 999999999 0}}', "lab"], 1,
+     ['template: :1:2: executing "" at <pad "x" 999999999 0>: exceeded maximum template output (16 MiB)']),
+    ("format-range-huge", ["network", "inspect", "--format", "{{range 1000000000}}{{end}}", "lab"], 1,
+     ["template: : exceeded maximum template steps (1000000)"]),
     ("format-exec-error", ["ps", "--format", "{{index .Names 1 2}}"], 1,
      ['template: :1:2: executing "" at <index .Names 1 2>: error calling index: can\'t index item of type int']),
     # flags and arguments
