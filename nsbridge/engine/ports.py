@@ -5,10 +5,10 @@
   host ports picked (lowest free of the dynamic range) and checked against
   the ports running containers publish: Docker's "port is already allocated",
   nothing created. Host mode drops them with Docker's warning.
-- setup (a step of `run`/`start`): one DNAT + accept + masquerades per
-  binding in ONE iptables-restore batch, toward the container's address on its
-  first network that reaches outside (Docker's gateway endpoint); route_localnet
-  on that bridge for 127.0.0.1. The bindings stay in the container (c.ports)
+- setup (a step of `run`/`start`): one DNAT and one accept per binding (the
+  masquerades are the network's) in ONE iptables-restore batch, toward the
+  container's address on its first network that reaches outside (Docker's
+  gateway endpoint); route_localnet on that bridge for 127.0.0.1. The bindings stay in the container (c.ports)
   across stop/start, so a restarted container gets the same host ports.
 - teardown (stop, rm, exit, disconnect): that batch's rules deleted, in one batch.
 """
@@ -33,7 +33,7 @@ HOST_MODE_WARNING = "Published ports are discarded when using host network mode"
 
 
 def _dedupe(rules: list["Rule"]) -> list["Rule"]:
-    """Two host ports onto one container port share their accept/masquerade rules."""
+    """Two host ports onto one container port share their accept rule."""
     seen: set = set()
     out = []
     for r in rules:
