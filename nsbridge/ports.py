@@ -379,17 +379,19 @@ def _form_group(key: str, start: int, last: int) -> str:
     return f"{group}/{proto}"
 
 
-def natural_key(s: str) -> list[tuple[int, int, int]]:
+_RUNS = re.compile(r"\d+|\D+")
+
+
+def natural_key(s: str) -> list[tuple[int, int | str, int]]:
     """Sort key equivalent to sortorder.NaturalLess: digit runs compare as
     numbers (and before other characters), fewer leading zeros first."""
-    out = []
-    for m in re.finditer(r"\d+|\D", s):
-        t = m.group()
-        if t.isdigit():
+    out: list[tuple[int, int | str, int]] = []
+    for t in _RUNS.findall(s):  # a run of other characters compares as its characters would, one by one
+        if t[0].isdigit():
             stripped = t.lstrip("0")
             out.append((0, int(stripped or "0"), len(t) - len(stripped)))
         else:
-            out.append((1, ord(t), 0))
+            out.append((1, t, 0))
     return out
 
 
