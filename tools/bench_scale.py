@@ -97,49 +97,60 @@ def close(e, sb: Sandbox) -> None:
 
 
 def published_ports(most: int, runs: int) -> int:
-    marks = [m for m in (10, most) if m <= most]
+    """One published port's cost on a host publishing 10 ports, `most` ports on
+    a few containers, and `most` ports on as many containers; next to the same
+    `run` without -p, so that the port's own share shows."""
     sb = Sandbox(root=tempfile.mkdtemp(prefix="nsbridge-ports-"))
-    print(f"\n# published ports: one `run -p` at {' and '.join(map(str, marks))} published ports, sandbox host {sb.name}")
+    print(f"\n# published ports: one `run -p` as the host's published ports grow to {most}, sandbox host {sb.name}")
     e = sb.engine()
     nets = [f"pnet{i}" for i in range(4)]  # a bridge takes 1,023 ports: spread the fill
+    probe = iter(range(40000, 50000))
     rows = []
+
+    def fill(first: int, last: int) -> None:
+        with e.session():
+            for i in range(first, last):
+                e.run(RunSpec(name=f"p{i}", networks=[nets[i % len(nets)]], publish=[f"{20000 + i}:80"]))
+
+    def measure(label: str) -> None:
+        got: dict[str, list[float]] = {k: [] for k in ("run", "run -p", "rm", "rm -p", "cli run -p", "cli rm -p")}
+        for _ in range(runs):
+            for key, pub in (("", []), (" -p", [f"{next(probe)}:80"])):
+                t = time.perf_counter()
+                e.run(RunSpec(name="probe", publish=pub))
+                got["run" + key].append((time.perf_counter() - t) * 1000)
+                t = time.perf_counter()
+                e.rm(["probe"], force=True)
+                got["rm" + key].append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            sb.cli("run", "-d", "--name", "probe", "-p", f"{next(probe)}:80", "alpine", check=True)
+            got["cli run -p"].append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            sb.cli("rm", "-f", "probe", check=True)
+            got["cli rm -p"].append((time.perf_counter() - t) * 1000)
+        m = {k: statistics.median(v) for k, v in got.items()}
+        rows.append([label, m["run"], m["run -p"], m["run -p"] - m["run"], m["rm"], m["rm -p"], m["rm -p"] - m["rm"],
+                     m["cli run -p"], m["cli rm -p"]])
+
     try:
         for net in nets:
             e.network_create(net)
-        have = 0
-        probe = iter(range(40000, 50000))
-        for m in marks:
-            with e.session():
-                while have < m:
-                    e.run(RunSpec(name=f"p{have}", networks=[nets[have % len(nets)]], publish=[f"{20000 + have}:80"]))
-                    have += 1
-            api_run, api_rm, cli_run, cli_rm = [], [], [], []
-            for _ in range(runs):
-                port = next(probe)
-                t = time.perf_counter()
-                e.run(RunSpec(name="probe", publish=[f"{port}:80"]))
-                api_run.append((time.perf_counter() - t) * 1000)
-                t = time.perf_counter()
-                e.rm(["probe"], force=True)
-                api_rm.append((time.perf_counter() - t) * 1000)
-            for _ in range(runs):
-                port = next(probe)
-                t = time.perf_counter()
-                sb.cli("run", "-d", "--name", "probe", "-p", f"{port}:80", "alpine", check=True)
-                cli_run.append((time.perf_counter() - t) * 1000)
-                t = time.perf_counter()
-                sb.cli("rm", "-f", "probe", check=True)
-                cli_rm.append((time.perf_counter() - t) * 1000)
-            rows.append([f"{m} published ports", *(statistics.median(x) for x in (api_run, api_rm, cli_run, cli_rm))])
-        if len(rows) == 2:
-            rows.append([f"ratio {marks[1]} / {marks[0]}", *(b / a for a, b in zip(rows[0][1:], rows[1][1:]))])
+        fill(0, 10)
+        measure("10 ports, 10 containers")
+        e.run(RunSpec(name="range", networks=[nets[0]], publish=[f"{21000}-{21000 + most - 11}:{21000}-{21000 + most - 11}"]))
+        measure(f"{most} ports, 11 containers")
+        e.rm(["range"], force=True)
+        fill(10, most)
+        measure(f"{most} ports, {most} containers")
         print_table(
-            f"one published port, ms, median of {runs} (library API: one session each; CLI: whole process)",
-            ["host publishes", "run -p (API)", "rm -f (API)", "run -p (CLI)", "rm -f (CLI)"],
+            f"one container, library API (one session each) and CLI (whole process), ms, median of {runs}; "
+            "its port's own share: with -p minus without",
+            ["host publishes", "run", "run -p", "port's share", "rm -f", "rm -f (-p)", "port's share",
+             "CLI run -p", "CLI rm -f (-p)"],
             rows,
         )
-        big = many_ports(sb, have)
-        print_table(f"-P with 5,000 exposed ports, on a host already publishing {have}, ms (one run each)",
+        big = many_ports(sb, most)
+        print_table(f"-P with 5,000 exposed ports, on a host already publishing {most}, ms (one run each)",
                     ["step", "ms"], big)
     finally:
         close(e, sb)
