@@ -221,12 +221,12 @@ class _Taken:
             self.add(h.proto, h.host_ip, h.port)
 
     def add(self, proto: str, ip: str, port: int) -> None:
-        self._ips.setdefault((proto, port), set()).add(ip)
+        self._ips.setdefault((proto, port), set()).add("" if ip == "0.0.0.0" else ip)
 
     def clashes(self, proto: str, ip: str, port: int) -> bool:
-        """Equal addresses clash, and every address ("") clashes with any."""
+        """Equal addresses clash, and every address ("" or 0.0.0.0) clashes with any."""
         ips = self._ips.get((proto, port))
-        return bool(ips) and (ip == "" or "" in ips or ip in ips)
+        return bool(ips) and (ip in ("", "0.0.0.0") or "" in ips or ip in ips)
 
 
 def spans(specs: Iterable[PublishSpec], dynamic: tuple[int, int] = EPHEMERAL) -> list[tuple[str, int, int]]:

@@ -8,8 +8,9 @@
 - setup (a step of `run`/`start`): one DNAT and one accept per binding (the
   masquerades are the network's) in ONE iptables-restore batch, toward the
   container's address on its first network that reaches outside (Docker's
-  gateway endpoint); route_localnet on that bridge for 127.0.0.1. The bindings stay in the container (c.ports)
-  across stop/start, so a restarted container gets the same host ports.
+  gateway endpoint); route_localnet on that bridge for 127.0.0.1. The bindings
+  stay in the container (c.ports) across stop/start, so a restarted container
+  gets the same host ports.
 - teardown (stop, rm, exit, disconnect): that batch's rules deleted, in one batch.
 """
 from __future__ import annotations
