@@ -201,6 +201,13 @@ def publish_all_specs(specs: list[PublishSpec], exposed: list[str]) -> list[Publ
 
 
 # -- allocation ---------------------------------------------------------------------
+def docker_order(specs: list[PublishSpec]) -> list[PublishSpec]:
+    """The order Docker allocates in (go-connections' nat.SortPortMap): bindings
+    with a host port first, then those it picks, by the container port's key as a
+    string, so with -P `443/tcp` gets its host port before `80/tcp`."""
+    return sorted(specs, key=lambda s: (s.pick, s.key() if s.pick else ""))
+
+
 @record(frozen=True)
 class Held:
     """A host port some binding holds: (proto, host ip, port) and who holds it."""

@@ -26,9 +26,20 @@ def new_endpoint_id() -> str:
 
 
 class EndpointOps:
-    def _assign_ip(self: "Engine", net: Network, ep: Endpoint, fresh: set[str]) -> str:
+    def _taken_ips(self: "Engine", net: Network, live: set[str] | None = None) -> set[str]:
+        """Addresses IPAM must not hand out: live endpoints' (LIVE if read already) and
+        --aux-address ones."""
         assert net.ipam is not None
-        taken = self.store.taken_ips(net.id) | fresh
+        return (self.store.taken_ips(net.id) if live is None else live) | set(net.ipam.aux_addresses.values())
+
+    def _assign_ip(self: "Engine", net: Network, ep: Endpoint, fresh: set[str], container: str) -> str:
+        """An address for a new endpoint of CONTAINER, if the bridge has room for it."""
+        from nsbridge.drivers import bridge as drv
+
+        assert net.ipam is not None
+        live = self.store.taken_ips(net.id)
+        drv.check_room(net, len(live), container)
+        taken = self._taken_ips(net, live) | fresh
         if ep.ip_requested:
             return allocator.check_requested(net.ipam.subnet, net.ipam.gateway, ep.ip_requested, taken)
         rng = allocator.usable(net.ipam.subnet, net.ipam.ip_range)
@@ -64,11 +75,11 @@ class EndpointOps:
             fresh: set[str] = set()
             first_gw = True
             for ep, net in bridged:
-                ip = self._assign_ip(net, ep, fresh)
+                ip = self._assign_ip(net, ep, fresh, c.name)
                 fresh.add(ip)
                 ep.ip = ip
                 ep.last_ip = ip
-                ep.mac = mac_for(ip)
+                ep.mac = c.endpoint_macs.get(net.id) or mac_for(ip)
                 ep.endpoint_id = new_endpoint_id()
                 ep.ifname = f"eth{len(live)}"
                 ep.host_ifname = "veth" + ep.endpoint_id[:7]
@@ -76,7 +87,7 @@ class EndpointOps:
                 if default_route:
                     first_gw = False
                 drv.join(plan, k.link, ctr, fd, net, ep, default_route, lo_up=not live,
-                         ipv6_off_by_default=self.host.netns is not None)
+                         ipv6_off_by_default=self.host.netns is not None, sysctls=c.endpoint_sysctls.get(net.id, ()))
                 live.append(ep)
         finally:
             ctr.close()
@@ -90,7 +101,7 @@ class EndpointOps:
 
         live = [e for e in self.store.endpoints_of(c.id) if e.ip]
         used = {e.ifname for e in live}
-        ep.ip = self._assign_ip(net, ep, set())
+        ep.ip = self._assign_ip(net, ep, set(), c.name)
         ep.last_ip = ep.ip
         ep.mac = mac_for(ep.ip)
         ep.endpoint_id = new_endpoint_id()

@@ -75,7 +75,7 @@ class PortOps:
         dynamic = self._ports_dynamic_range()
         allocated, avoid = self._ports_held(c.id, grammar.spans(specs, dynamic))
         try:
-            c.ports = grammar.allocate(specs, default_ip, allocated, avoid, dynamic)
+            c.ports = grammar.allocate(grammar.docker_order(specs), default_ip, allocated, avoid, dynamic)
         except grammar.PortAllocated as e:
             # Docker names the endpoint it was programming; it is never made here
             from nsbridge.engine.endpoints import new_endpoint_id

@@ -265,20 +265,24 @@ def test_ranges_random_ports_and_publish_all(sb, lan):
 def test_publish_all_of_5000_exposed_ports(sb, lan):
     """`run -P --expose 1-5000` hung for minutes holding the host lock (picking
     a port rescanned the range and the held list: cubic). Now it is done in
-    well under the CLI's time limit, in the order of the exposed ports, and the
-    rules go in one batch and out again with the container, by position (by
-    their text, each deletion was compared with every rule before it: with 1,000
-    published ports in front, minutes)."""
+    well under the CLI's time limit, in Docker's order (container ports as
+    strings: 1, 10, 100, 1000, 1001, ...), and the rules go in one batch and out
+    again with the container, by position (by their text, each deletion was
+    compared with every rule before it: with 1,000 published ports in front,
+    minutes)."""
+    order = sorted(f"{p}/tcp" for p in range(1, 5001))
+    host = {key.split("/")[0]: 32768 + i for i, key in enumerate(order)}  # container port -> host port
     sb.cli("run", "-d", "--name", "front", "-p", "20000-20999:20000-20999", "alpine", check=True)
     empty = rules(sb)
     r = sb.cli("run", "-d", "--name", "many", "-P", "--expose", "1-5000", "--", "python3", "-c", TCP_SERVER, "4999",
                timeout=60)
     assert r.returncode == 0, r.stderr
     wait_listening(sb, "many", 4999)
-    assert sb.cli("port", "many", "1", check=True).stdout == "0.0.0.0:32768\n"
-    assert sb.cli("port", "many", "5000", check=True).stdout == "0.0.0.0:37767\n"
+    for cport in ("1", "10", "1000", "999", "5000"):
+        assert sb.cli("port", "many", cport, check=True).stdout == f"0.0.0.0:{host[cport]}\n", cport
+    assert host["999"] == 37767  # the last of the string order
     assert len(sb.cli("port", "many", check=True).stdout.splitlines()) == 5000
-    assert lan.py(tcp_client(LAN_HOST, 32768 + 4998)).stdout.startswith("hello from")
+    assert lan.py(tcp_client(LAN_HOST, host["4999"])).stdout.startswith("hello from")
     nat = sb.host_run("iptables-save", "-t", "nat", check=True).stdout
     assert sum(1 for ln in nat.splitlines() if ln.startswith("-A NSBRIDGE ") and " -j DNAT " in ln) == 6000
     ps = sb.cli("ps", "--format", "{{.Ports}}", "--filter", "name=many", check=True).stdout
