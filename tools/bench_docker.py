@@ -92,7 +92,15 @@ class Side:
 
 
 def fs_of(path: str) -> str:
-    return subprocess.run(["stat", "-f", "-c", "%T", path], capture_output=True, text=True).stdout.strip() or "?"
+    """The filesystem type under PATH (findmnt names ext4 where `stat -f` says ext2/ext3)."""
+    for argv in (["findmnt", "-no", "FSTYPE", "-T", path], ["stat", "-f", "-c", "%T", path]):
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True).stdout.split()
+        except FileNotFoundError:
+            continue
+        if out:
+            return out[-1]  # stacked mounts: the last is the one in view
+    return "?"
 
 
 def load() -> str:
