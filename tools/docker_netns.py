@@ -14,6 +14,7 @@ Needs root; both are idempotent. A busybox image (the host's busybox, imported) 
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shutil
@@ -58,6 +59,7 @@ class NetnsDocker:
     def __init__(self, name: str = DEFAULT_NAME) -> None:
         self.name = name
         self._proc: subprocess.Popen | None = None
+        self._made: list[str] = []  # shared directories that its containerd creates, absent before
 
     @property
     def sock(self) -> str:
@@ -98,21 +100,32 @@ class NetnsDocker:
         self._namespaces()
         os.makedirs(self.data_root, exist_ok=True)
         os.makedirs(self.exec_root, exist_ok=True)
-        with open(self.log, "ab") as log:
+        self._made = [d for d in ("/run/containerd/s", "/run/containerd") if not os.path.exists(d)]
+        with open(self.log, "wb") as log:
             # `ip netns exec` would give dockerd a private /sys without the cgroup mounts it needs;
             # nsenter switches the network namespace only (and execs: the pid is dockerd's)
             self._proc = subprocess.Popen(
                 ["nsenter", f"--net=/run/netns/{self.host_ns}", "dockerd", "-H", self.sock, "--pidfile", self.pidfile,
-                 "--data-root", self.data_root, "--exec-root", self.exec_root, "--dns", LAN_ADDR],
+                 "--data-root", self.data_root, "--exec-root", self.exec_root, "--dns", LAN_ADDR,
+                 "--config-file", self._config()],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self._proc.poll() is None:
             if server_version(self.sock):
                 return True
             time.sleep(1)
-        self.stop()
-        raise DockerUnavailable(f"dockerd did not answer within {timeout:.0f} s (log: {self.log})")
+        why = f"exited ({self._proc.returncode})" if self._proc.poll() is not None else f"did not answer within {timeout:.0f} s"
+        self.stop(keep_log=True)
+        raise DockerUnavailable(f"dockerd {why} (log: {self.log})")
+
+    def _config(self) -> str:
+        """A daemon.json of its own: not the machine's /etc/docker/daemon.json, and its identity key kept
+        in its exec root rather than written to /etc/docker/key.json."""
+        path = os.path.join(self.exec_root, "daemon.json")
+        with open(path, "w") as f:
+            json.dump({"deprecated-key-path": os.path.join(self.exec_root, "key.json")}, f)
+        return path
 
     def _namespaces(self) -> None:
         have = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
@@ -131,11 +144,13 @@ class NetnsDocker:
         _ip("-n", self.lan_ns, "link", "set", "lo", "up")
         _ip("-n", self.host_ns, "route", "add", "default", "via", LAN_ADDR)
 
-    def stop(self) -> list[str]:
+    def stop(self, keep_log: bool = False) -> list[str]:
         """Stop the daemon (by its pidfile), remove the namespaces and directories; returns what stayed."""
         left = []
-        pid = _read_pid(self.pidfile)
-        if pid and _is_dockerd(pid):
+        child = self._proc.pid if self._proc is not None and self._proc.poll() is None else 0
+        for pid in {_read_pid(self.pidfile), child} - {0}:
+            if pid != child and not _is_dockerd(pid):
+                continue  # a stale pidfile: that pid is someone else's now
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + 40
             while time.monotonic() < deadline and _alive(pid):
@@ -155,6 +170,13 @@ class NetnsDocker:
                 left.append(f"{d} (still mounted: {', '.join(mounts[:3])})")
             else:
                 shutil.rmtree(d, ignore_errors=True)
+        for d in self._made:
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+        if not keep_log and os.path.exists(self.log):
+            os.unlink(self.log)
         sock = self.sock.removeprefix("unix://")
         if os.path.exists(sock):
             os.unlink(sock)
