@@ -181,8 +181,8 @@ def verb_table(dock: Side | None, nsb: Side, why_not: str, floor_names: tuple[st
         ratio = n / d if n is not None and d else None
         ok = ratio is not None and ratio <= TARGET[v.kind]
         met += ok
-        rows.append([v.label, v.kind, fmt(d, dock.errors.get(v.label, "error") if dock else "not measured"),
-                     fmt(n, "error: " + nsb.errors.get(v.label, "")), f"{ratio:.2f}x" if ratio is not None else "-",
+        rows.append([v.label, v.kind, fmt(d, "error" if dock else "not measured"), fmt(n, "error"),
+                     f"{ratio:.2f}x" if ratio is not None else "-",
                      f"<= {TARGET[v.kind]:.1f}x", ("yes" if ok else "NO") if ratio is not None else "-"])
     d_floor = dock.median("floor") if dock else None
     n_floor = nsb.median("floor")
@@ -197,7 +197,7 @@ def verb_table(dock: Side | None, nsb: Side, why_not: str, floor_names: tuple[st
         print(f"\ndocker: not measured ({why_not})")
     for s in (dock, nsb):
         for k, e in (s.errors.items() if s else ()):
-            print(f"{s.label} {k}: failed: {e}")
+            print(f"{s.label} {k}: failed (not counted): {e}")
 
 
 def import_table(nsb: Side, python: str, entry: str, p: str, runs: int) -> None:
@@ -259,23 +259,25 @@ def main(argv: list[str]) -> int:
         host, why_not = connect_docker(a, started)
         cli = docker_cli()
         if host:
-            ensure_image(host, DOCKER_IMAGE)
-            dock = Side("docker", [cli], docker_env(host), DOCKER_IMAGE)
+            try:
+                ensure_image(host, DOCKER_IMAGE)
+                dock = Side("docker", [cli], docker_env(host), DOCKER_IMAGE)
+            except DockerUnavailable as e:
+                why_not = f"the daemon at {host} has no image to run: {e}"
         print(f"# nsbridge vs Docker, CLI verbs, {os.cpu_count()} CPUs, load average {load()} at start, "
               f"{time.strftime('%Y-%m-%d %H:%M')}")
         print(f"# nsbridge: {entry} (Python {python}), sandbox host {sb.name}, state root {sb.root} "
               f"({fs_of(sb.root)}; nsbridge's default root /var/lib/nsbridge is on {fs_of('/var/lib')})")
         if dock:
-            vers = subprocess.run([cli, "version", "--format", "{{.Client.Version}} / {{.Server.Version}}"],
-                                  env=dock.env, capture_output=True, text=True).stdout.strip()
+            client, server = dock.call(["version", "--format", "{{.Client.Version}} {{.Server.Version}}"]).stdout.split()
             where = (f"started by this benchmark in namespaces {started[0].host_ns}, {started[0].lan_ns}"
                      if started else "already running")
             root = dock.call(["info", "--format", "{{.DockerRootDir}}"]).stdout.strip()
-            print(f"# docker: CLI {cli} / daemon {vers} at {host} ({where}), data root {root} "
+            print(f"# docker: CLI {cli} {client}, daemon {server} at {host} ({where}), data root {root} "
                   f"({fs_of(root) if os.path.isdir(root) else '?'})")
         sides = [dock, nsb] if dock else [nsb]
         print(f"# present: {prepare(sides, p)}")
-        floors = [(nsb, [python, "-c", "pass"])] + ([(dock, [cli, "--version"])] if dock else [])
+        floors = ([(dock, [cli, "--version"])] if dock else []) + [(nsb, [python, "-c", "pass"])]
         rounds(sides, p, a.rounds, floors)
         verb_table(dock, nsb, why_not, (f"{os.path.basename(python)} -c pass", "docker --version"))
         if a.import_runs:
