@@ -56,6 +56,7 @@ class RunSpec:
     cap_add: list[str] = field(default_factory=list)
     cap_drop: list[str] = field(default_factory=list)
     privileged: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 ALIAS_ON_PREDEFINED = "network-scoped aliases are only supported for user-defined networks"
@@ -82,6 +83,10 @@ class ContainerOps(EndpointOps):
             process.check_command(spec.cmd, process.spec_path(spec.image, spec.env))
         self._ports_validate(spec)
         return mode
+
+    def validate_spec(self: "Engine", spec: RunSpec) -> None:
+        """Check SPEC as `run` would, touching nothing (compose checks a whole file first)."""
+        self._validate_spec(spec)
 
     def create(self: "Engine", spec: RunSpec) -> Container:
         mode = self._validate_spec(spec)
@@ -142,6 +147,7 @@ class ContainerOps(EndpointOps):
             cap_add=list(spec.cap_add),
             cap_drop=list(spec.cap_drop),
             privileged=spec.privileged,
+            labels=dict(spec.labels),
         )
         eps: list[Endpoint] = []
         if spec.aliases and (mode.mode != "named" or self.network(mode.names[0]).predefined):
