@@ -27,6 +27,7 @@ from nsbridge.model import IpamConfig, Network, new_id, now_iso
 if TYPE_CHECKING:  # imported lazily at run time: pyroute2 costs ~100 ms to import
     from nsbridge.kernel.firewall import Firewall
     from nsbridge.kernel.netlink import NsLink
+    from nsbridge.kernel.sysctl import ProcSys
 
 log = logging.getLogger("nsbridge")
 
@@ -47,6 +48,16 @@ class Kernel:
         self.fw = fw
         self.group = group  # the engine's device group (engine/owner.py)
         self._link = None
+        self._procsys = None
+
+    @property
+    def procsys(self) -> "ProcSys":
+        """Sysctl writes in the containers' new namespaces, flat however many exist."""
+        if self._procsys is None:
+            from nsbridge.kernel.sysctl import ProcSys
+
+            self._procsys = ProcSys()
+        return self._procsys
 
     @property
     def link(self) -> "NsLink":
@@ -72,6 +83,9 @@ class Kernel:
         if self._link is not None:
             self._link.close()
             self._link = None
+        if self._procsys is not None:
+            self._procsys.close()
+            self._procsys = None
 
 
 class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOps, ClusterOps):

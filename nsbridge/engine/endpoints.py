@@ -69,7 +69,7 @@ class EndpointOps(EmbeddedDnsOps):
             ctr, fd = plan.step(
                 "container.netns",
                 # loopback comes up with its mark, in the request that marks it
-                lambda: netlink.open_in_new_netns(c.netns, ownership.container_mark(eid, c.id)),
+                lambda: netlink.open_in_new_netns(c.netns, ownership.container_mark(eid, c.id), k.procsys),
                 lambda: ns.remove_netns(c.netns),
             )
         live: list[Endpoint] = []
