@@ -295,6 +295,7 @@ def cmd_exec(a: argparse.Namespace, host: Host) -> int:
     if a.detach:
         process.check_command(cmd, process.container_env(c, a.env)["PATH"])
         d = host.container_dir(c.id)
+        os.makedirs(d, mode=0o700, exist_ok=True)
         process.spawn_detached(entry, c, cmd, os.path.join(d, "log"), os.path.join(d, "exec-exitcode"), keep_stdin=False)
         return 0
     if not a.interactive:

@@ -111,6 +111,9 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOp
 
         with interruptible(), self.lock:
             self._check_state()
+            from nsbridge.engine import runtime
+
+            runtime.ensure(self.host)  # the containers' files' tmpfs (again, after a reboot)
             for line in finish_noted(self.lock.notes()):
                 log.warning("%s (left by an interrupted command)", line)
             self._ensure_sandbox()

@@ -167,7 +167,7 @@ class EndpointOps(EmbeddedDnsOps):
     def _write_files(self: "Engine", c: Container, live: list[Endpoint]) -> None:
         """The container's hosts, resolv.conf and hostname as Docker writes them
         (nsbridge/engine/files.py says how), for its live endpoints in attach order."""
-        d = self.host.container_dir(c.id)
+        d = self.host.files_dir(c.id)
         os.makedirs(d, mode=0o700, exist_ok=True)
         live = sorted((e for e in live if e.ip), key=lambda e: e.position)
         nets = {e.network_id: self.store.network(e.network_id) for e in live}

@@ -84,7 +84,8 @@ class ViewOps(EngineBase):
         from nsbridge.render import inspect as render
 
         return render.container(
-            c, self.container_endpoints(c), self.host.container_dir(c.id), netns_path(c.netns) if c.netns else ""
+            c, self.container_endpoints(c), self.host.files_dir(c.id), netns_path(c.netns) if c.netns else "",
+            self.host.container_dir(c.id),
         )
 
     def exec_entry(self: "Engine", ref: str):
@@ -111,13 +112,13 @@ class ViewOps(EngineBase):
     def _entry(self: "Engine", c: Container):
         from nsbridge.engine.process import Entry, entry_caps
 
-        d = self.host.container_dir(c.id)
+        d = self.host.files_dir(c.id)
         caps = entry_caps(c)
         if c.network_mode == "host":
             return Entry(self.host.netns_path, None, {}, caps)
         if c.network_mode.startswith("container:"):
             other = self.store.container(c.network_mode.split(":", 1)[1])
-            od = self.host.container_dir(other.id)
+            od = self.host.files_dir(other.id)
             binds = {f"/etc/{n}": os.path.join(od, n) for n in ("hosts", "resolv.conf", "hostname")}
             return Entry(self._netns_path(c), other.hostname, binds, caps)
         binds = {f"/etc/{n}": os.path.join(d, n) for n in ("hosts", "resolv.conf", "hostname")}
