@@ -41,25 +41,35 @@ def base(host: Host) -> str:
     return os.path.join(host.root, "run")
 
 
-def marked_mounts(under: str) -> list[tuple[str, str]]:
+def marked_mounts(under: str, mountinfo: str | None = None) -> list[tuple[str, str]]:
     """(mount point, source) of the tmpfs mounts of nsbridge (their source is
-    `nsbridge-<engine id>`) at UNDER or below it, deepest first."""
-    found = []
-    try:
-        with open("/proc/self/mountinfo") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return []
-    for line in lines:
+    `nsbridge-<engine id>`) at UNDER or below it, deepest first. MOUNTINFO:
+    the text of /proc/self/mountinfo (read when None)."""
+    if mountinfo is None:
+        try:
+            with open("/proc/self/mountinfo") as f:
+                mountinfo = f.read()
+        except OSError:
+            return []
+    found = set()
+    top = under.rstrip("/") + "/"
+    for line in mountinfo.splitlines():
         # ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
         left, _, right = line.partition(" - ")
         fields, tail = left.split(" "), right.split(" ")
         if len(fields) < 5 or len(tail) < 2 or tail[0] != "tmpfs" or not tail[1].startswith("nsbridge-"):
             continue
-        point = fields[4].replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
-        if point == under or point.startswith(under.rstrip("/") + "/"):
-            found.append((point, tail[1]))
-    return sorted(set(found), key=lambda m: -m[0].count("/"))
+        point = _unescape(fields[4])
+        if point == under or point.startswith(top):
+            found.add((point, tail[1]))
+    return sorted(found, key=lambda m: (-m[0].count("/"), m[0]))
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as octal escapes."""
+    for code, ch in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(code, ch)
+    return field
 
 
 def ensure(host: Host) -> str:
