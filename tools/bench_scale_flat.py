@@ -17,6 +17,7 @@ with `python3 -m pstats FILE`); --phases times the main steps of each `run`
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import subprocess
 import tempfile
@@ -86,6 +87,7 @@ def flat(n: int, nets: int, profile: str | None, phases: bool, runs: int = 7) ->
             e.network_create(f"fnet{i}")
         empty = {v: cli_ms(sb, v.split(), runs) for v in ("ps -a", "network ls")}
         run_ms: list[float] = []
+        cpu_ms: list[float] = []  # this process's CPU time: less swayed by a shared machine than wall time
         steps: dict[str, list[float]] = {}
         prof = None
         if profile:
@@ -97,18 +99,22 @@ def flat(n: int, nets: int, profile: str | None, phases: bool, runs: int = 7) ->
             if prof:
                 prof.enable()
             for i in range(n):
-                s = time.perf_counter()
+                s, sc = time.perf_counter(), time.process_time()
                 e.run(RunSpec(name=f"f{i}", networks=[f"fnet{i % nets}"]))
                 run_ms.append((time.perf_counter() - s) * 1000)
+                cpu_ms.append((time.process_time() - sc) * 1000)
             if prof:
                 prof.disable()
         total = time.perf_counter() - t0
         if prof:
             prof.dump_stats(profile)
         base = around(run_ms, marks[0])
-        rows = [[f"{m} containers", around(run_ms, m), around(run_ms, m) / base] for m in marks]
+        cbase = around(cpu_ms, marks[0])
+        rows = [[f"{m} containers", around(run_ms, m), around(run_ms, m) / base, around(cpu_ms, m),
+                 around(cpu_ms, m) / cbase] for m in marks]
         print_table("ms per container (library API, one session), median of the last tenth before each mark",
-                    ["host holds", "ms per run", f"x the cost at {marks[0]}"], rows)
+                    ["host holds", "ms per run", f"x the cost at {marks[0]}", "CPU ms (this process)", "x"], rows)
+        print(f"\nload average at the end: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
         if phases:
             names = sorted(k for k in steps if len(steps[k]) == n)
             print_table("main steps of a run, ms (same marks)", ["step", *[str(m) for m in marks]],
@@ -144,7 +150,6 @@ def flat(n: int, nets: int, profile: str | None, phases: bool, runs: int = 7) ->
 
 def resolver_use(e) -> tuple[float, float]:
     """CPU time the resolvers used so far (all of them) and the largest one's RSS."""
-    import os
 
     tick = os.sysconf("SC_CLK_TCK")
     cpu, rss = 0.0, 0.0
@@ -163,7 +168,6 @@ def resolver_use(e) -> tuple[float, float]:
 
 def _leaks(sb: Sandbox) -> list[str]:
     """After the timed reset: what is still there (nothing, if reset did its work)."""
-    import os
     import shutil
 
     leaks = [f"netns {x}" for x in sb.netns_names()] + [f"process {p}" for p in sb.processes()]

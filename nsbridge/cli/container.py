@@ -249,7 +249,8 @@ def cmd_ps(a: argparse.Namespace, host: Host) -> int:
     with _reader(host) as e:
         cs = e.ps(all=a.all or bool(a.filter))
         cs = [c for c in cs if _ps_match(c, a.filter)]
-        rows = [tables.container_row(c, e.ports_text(c), e.networks_text(c), a.no_trunc) for c in cs]
+        names = e.store.network_names_by_container()
+        rows = [tables.container_row(c, e.ports_text(c), e.networks_text(c, names), a.no_trunc) for c in cs]
     print_rows(rows, tables.PS_COLUMNS, a.format, a.quiet)
     return 0
 

@@ -27,6 +27,7 @@ from nsbridge.model import IpamConfig, Network, new_id, now_iso
 if TYPE_CHECKING:  # imported lazily at run time: pyroute2 costs ~100 ms to import
     from nsbridge.kernel.firewall import Firewall
     from nsbridge.kernel.netlink import NsLink
+    from nsbridge.dns.embedded import Control
     from nsbridge.kernel.sysctl import ProcSys
 
 log = logging.getLogger("nsbridge")
@@ -49,6 +50,8 @@ class Kernel:
         self.group = group  # the engine's device group (engine/owner.py)
         self._link = None
         self._procsys = None
+        #: the session's connections to resolvers' control sockets, by network id (engine/embedded_dns.py)
+        self.dns: dict[str, "Control"] = {}
 
     @property
     def procsys(self) -> "ProcSys":
@@ -86,6 +89,10 @@ class Kernel:
         if self._procsys is not None:
             self._procsys.close()
             self._procsys = None
+        for nid, ctl in self.dns.items():  # waits for the answers still due
+            for line in ctl.close():
+                log.warning("resolver of network %s: %s", nid[:12], line)
+        self.dns.clear()
 
 
 class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOps, ClusterOps):

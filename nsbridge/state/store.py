@@ -271,6 +271,17 @@ class Store:
         ).fetchall()
         return [_ep(r) for r in rows]
 
+    def network_names_by_container(self, container_id: str | None = None) -> dict[str, list[str]]:
+        """Container id -> the names of its networks, in attach order (CONTAINER_ID: its alone)."""
+        where, args = ("WHERE e.container_id = ? ", (container_id,)) if container_id else ("", ())
+        out: dict[str, list[str]] = {}
+        for cid, name in self.db.execute(
+            "SELECT e.container_id, n.name FROM endpoints e JOIN networks n ON n.id = e.network_id "
+            f"{where}ORDER BY e.container_id, e.position", args,
+        ):
+            out.setdefault(cid, []).append(name)
+        return out
+
     def all_endpoints(self) -> list[Endpoint]:
         return [_ep(r) for r in self.db.execute(f"SELECT {EP_COLS} FROM endpoints").fetchall()]
 

@@ -163,3 +163,56 @@ def test_namespaces_are_handled_in_parallel_in_order_under_a_crash_test(monkeypa
     monkeypatch.setattr(failpoint, "_AT", 5)
     assert ns.in_parallel(work, names) == [n.upper() for n in names]
     assert set(seen) == {threading.current_thread().name}
+
+
+def test_resolver_requests_are_pipelined_and_answered_in_order():
+    """The engine hands a new container's sockets over without waiting for the
+    resolver (issue 15: a busy resolver made every `run` wait); a waited-for
+    request still comes after the earlier ones, and the session's end waits for all."""
+    import secrets
+    import socket
+    import threading
+
+    from nsbridge.dns import embedded
+
+    address = "\0nsbridge-test-" + secrets.token_hex(4)
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    srv.bind(address)
+    srv.listen(1)
+    seen: list[str] = []
+    go = threading.Event()
+
+    def resolver() -> None:
+        conn, _ = srv.accept()
+        go.wait(5)  # busy: the engine's sends must not wait for this
+        with conn:
+            while True:
+                line, fds = embedded.recv_request(conn) or ("", [])
+                if not line:
+                    return
+                for fd in fds:
+                    os.close(fd)
+                seen.append(line)
+                conn.send(b"no: bad request" if line.startswith("bad") else b"ok")
+
+    t = threading.Thread(target=resolver)
+    t.start()
+    try:
+        ctl = embedded.Control(address)
+        r, w = os.pipe()
+        for i in range(5):
+            ctl.send(f"take c{i} -", (r, w))
+        ctl.send("bad one")
+        assert seen == [] and len(ctl.due) == 6  # nothing waited for
+        go.set()
+        assert ctl.call("drop c0") == "ok"
+        assert seen == [*[f"take c{i} -" for i in range(5)], "bad one", "drop c0"]
+        ctl.send("take c9 -")
+        assert ctl.close() == ["bad one: no: bad request"]
+        os.close(r)
+        os.close(w)
+    finally:
+        go.set()
+        t.join(5)
+        srv.close()
+    assert seen[-1] == "take c9 -"
