@@ -118,12 +118,12 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOp
 
         with interruptible(), self.lock:
             self._check_state()
-            from nsbridge.engine import runtime
-
-            runtime.ensure(self.host)  # the containers' files' tmpfs (again, after a reboot)
             for line in finish_noted(self.lock.notes()):
                 log.warning("%s (left by an interrupted command)", line)
             self._ensure_sandbox()
+            from nsbridge.engine import runtime
+
+            runtime.ensure(self.host)  # the containers' files' tmpfs (again, after a reboot), once the host is ours
             with self.host.entered():
                 from nsbridge.kernel.firewall import Firewall
 
