@@ -42,4 +42,7 @@ def nsbridge_entry() -> tuple[str, str]:
         raise SystemExit("bench: no nsbridge entry point (run ./setup.sh install)")
     with open(cli) as f:
         first = f.readline()
-    return cli, first[2:].strip() if first.startswith("#!") else sys.executable
+    if not first.startswith("#!"):
+        return cli, sys.executable
+    # setup.sh's launcher starts `#!/usr/bin/env -S --block-signal=INT .../python3`: the interpreter is its last word
+    return cli, first[2:].split()[-1]
