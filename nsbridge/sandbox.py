@@ -71,12 +71,16 @@ class Sandbox:
 
     def processes(self) -> list[str]:
         """Processes still pointing at this sandbox's state root (resolvers, commands)."""
+        import re
+
         from nsbridge import procs
 
+        # the root as a whole path: /tmp/x-lab is not in /tmp/x-lab-2/state.db
+        root = re.compile(re.escape(self.root) + r"(?=/|\s|$)")
         out = []
         for pid, argv in procs.cmdlines():
             line = b" ".join(argv).decode(errors="replace")
-            if self.root in line:
+            if root.search(line):
                 out.append(f"{pid}: {line.strip()}")
         return out
 
