@@ -22,7 +22,10 @@ class Sandbox:
     def __post_init__(self) -> None:
         if not self.root:
             self.root = tempfile.mkdtemp(prefix=f"nsbridge-{self.name}-")
-        self.env = {**os.environ, "NSBRIDGE_ROOT": self.root, "NSBRIDGE_HOST_NETNS": self.name}
+        # NSBRIDGE_SANDBOX_ONLY: a command or child of ours that loses the other two is
+        # refused rather than run on the machine's own namespace (engine/host.py)
+        self.env = {**os.environ, "NSBRIDGE_ROOT": self.root, "NSBRIDGE_HOST_NETNS": self.name,
+                    "NSBRIDGE_SANDBOX_ONLY": "1"}
 
     # -- running nsbridge -------------------------------------------------------------
     def argv(self, *args: str) -> list[str]:
