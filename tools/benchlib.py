@@ -42,7 +42,6 @@ def nsbridge_entry() -> tuple[str, str]:
         raise SystemExit("bench: no nsbridge entry point (run ./setup.sh install)")
     with open(cli) as f:
         first = f.readline()
-    if not first.startswith("#!"):
-        return cli, sys.executable
-    # setup.sh's launcher starts `#!/usr/bin/env -S --block-signal=INT .../python3`: the interpreter is its last word
-    return cli, first[2:].split()[-1]
+    # setup.sh's launcher starts `#!/usr/bin/env -S --block-signal=INT PYTHON`: the interpreter is the last word
+    words = first[2:].split() if first.startswith("#!") else []
+    return cli, words[-1] if words else sys.executable
