@@ -118,10 +118,12 @@ class Control:
         self.due: list[str] = []  # requests sent and not answered yet, in order
         self.refused: list[str] = []  # "REQUEST: answer" for those not waited for that were not "ok"
 
-    def send(self, line: str, fds: tuple[int, ...] = ()) -> None:
+    def send(self, line: str, fds: tuple[int, ...] = (), collect: bool = True) -> None:
         anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
         self.sock.sendmsg([line.encode()], anc)
         self.due.append(line)
+        if not collect:
+            return
         try:
             while self.due:  # answers already there: read, so that few are ever due
                 self._one(block=False)
@@ -129,7 +131,7 @@ class Control:
             pass
 
     def call(self, line: str, fds: tuple[int, ...] = ()) -> str:
-        self.send(line, fds)
+        self.send(line, fds, collect=False)  # (collected here: its answer is the one returned)
         reply = ""
         while self.due:
             reply = self._one(block=True, mine=len(self.due) == 1)
