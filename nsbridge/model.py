@@ -71,7 +71,7 @@ class IpamConfig:
 class Network:
     id: str
     name: str
-    driver: str  # bridge | host | null
+    driver: str  # bridge | host | null | overlay
     created: str
     ipam: IpamConfig | None = None
     internal: bool = False
@@ -81,6 +81,8 @@ class Network:
     #: kernel device of a bridge network (docker0, br-<id12>, or the bridge.name option)
     bridge: str = ""
     predefined: bool = False
+    #: Docker's scope: `local`, or `global` for an overlay network shared by the hosts of a cluster store
+    scope: str = "local"
 
     @property
     def short_id(self) -> str:
@@ -112,8 +114,8 @@ class Network:
 
     @property
     def has_dns(self) -> bool:
-        """User-defined bridges get an embedded resolver; the default bridge does not."""
-        return self.driver == "bridge" and not self.predefined
+        """User-defined bridges and overlay networks get an embedded resolver; the default bridge does not."""
+        return self.driver in ("bridge", "overlay") and not self.predefined
 
     def prefixlen(self) -> int:
         assert self.ipam is not None

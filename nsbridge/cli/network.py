@@ -95,7 +95,7 @@ def cmd_create(a: argparse.Namespace, host: Host) -> int:
 
     if a.ipv6:
         raise InvalidArgument("IPv6 networks are not supported by nsbridge yet")
-    if a.scope in ("swarm", "global") or a.ingress or a.driver == "overlay":
+    if a.scope == "swarm" or a.ingress or (a.scope == "global" and a.driver != "overlay"):
         from nsbridge.engine.networks import NOT_IN_SWARM
         from nsbridge.errors import Forbidden
 

@@ -198,6 +198,7 @@ class ContainerOps(EndpointOps):
                 eps.append(Endpoint(cid, net.id, i, ip_requested=ip, aliases=aliases))
             if spec.links and not all(self.network(r).is_default_bridge for r in mode.names[:1]):
                 raise InvalidArgument("links are only supported for containers on the default bridge network")
+            self._gwbridge_for(eps, cid)
         self._ports_prepare(spec, c)
         return c, eps
 

@@ -63,7 +63,7 @@ class EndpointOps(EmbeddedDnsOps):
         eid = self.host.engine_id
         ownership.refuse_taken(c.netns, eid)  # a leftover of ours, or someone else's: never reused
         nets = [self.store.network(ep.network_id) for ep in eps]
-        bridged = [(ep, net) for ep, net in zip(eps, nets) if net.driver == "bridge"]
+        bridged = [(ep, net) for ep, net in zip(eps, nets) if net.driver in ("bridge", "overlay")]
         self.lock.note(f"netns {c.netns}")
         with ns.returning():
             ctr, fd = plan.step(
@@ -73,10 +73,25 @@ class EndpointOps(EmbeddedDnsOps):
                 lambda: ns.remove_netns(c.netns),
             )
         live: list[Endpoint] = []
+        stack = contextlib.ExitStack()
         try:
             fresh: set[str] = set()
             first_gw = True
+            reg = None
             for ep, net in bridged:
+                if net.driver == "overlay":
+                    from nsbridge.drivers import overlay as ovl
+
+                    if reg is None:
+                        reg = stack.enter_context(ovl.registry(self.store, self.host.netns))
+                    ep.endpoint_id = new_endpoint_id()
+                    ep.ifname = f"eth{len(live)}"
+                    ep.host_ifname = "veth" + ep.endpoint_id[:7]
+                    ovl.join(plan, reg, self.host.netns, eid, k.group, ctr, fd, net, ep, c.id, c.name,
+                             c.endpoint_macs.get(net.id), ep.aliases)
+                    ep.last_ip = ep.ip
+                    live.append(ep)
+                    continue
                 ip = self._assign_ip(net, ep, fresh, c.name)
                 fresh.add(ip)
                 ep.ip = ip
@@ -97,6 +112,7 @@ class EndpointOps(EmbeddedDnsOps):
                 socks = plan.step("container.dns", lambda: self._dns_bind(fd), self._dns_discard)
                 self._dns_pending = (owner, socks)
         finally:
+            stack.close()
             ctr.close()
             os.close(fd)
         return live
@@ -117,6 +133,15 @@ class EndpointOps(EmbeddedDnsOps):
         path = ns.netns_path(c.netns)
         ctr, fd = netlink.open_in_netns(path)
         try:
+            if net.driver == "overlay":
+                from nsbridge.drivers import overlay as ovl
+
+                ep.ip = None
+                with ovl.registry(self.store, self.host.netns) as reg:
+                    ovl.join(plan, reg, self.host.netns, self.host.engine_id, k.group, ctr, fd, net, ep, c.id,
+                             c.name, None, ep.aliases)
+                ep.last_ip = ep.ip
+                return
             has_default = any(not self.store.network(e.network_id).internal for e in live)
             drv.join(plan, k.link, ctr, fd, net, ep, default_route=not has_default and not net.internal,
                      ipv6_off_by_default=self.host.netns is not None)
@@ -128,6 +153,9 @@ class EndpointOps(EmbeddedDnsOps):
         from nsbridge.drivers import bridge as drv
         from nsbridge.kernel import netlink, ns
 
+        net = self.store.network(ep.network_id)
+        if net.driver == "overlay":
+            self._overlay_leave([ep], c.id)
         ctr, fd = netlink.open_in_netns(ns.netns_path(c.netns))
         try:
             drv.leave(ctr, ep)
@@ -160,8 +188,34 @@ class EndpointOps(EmbeddedDnsOps):
             self.lock.note(f"netns {c.netns}")
             ns.remove_netns(c.netns)
             checkpoint("container.netns-remove")
+        self._overlay_leave([e for e in self.store.endpoints_of(c.id) if e.ip], c.id)
         self._remove_port_rules(k, c)
         checkpoint("container.ports-remove")
+
+    def _overlay_leave(self: "Engine", eps: list[Endpoint], cid: str) -> None:
+        """Withdraw CID's overlay endpoints from the cluster store and remove a
+        network's namespace with this host's last container on it. An
+        unreachable store is logged, not fatal: the container goes, and the
+        watcher deletes the keys this host no longer announces when it returns."""
+        overlays = [(e, n) for e in eps for n in [self.store.network(e.network_id)] if n.driver == "overlay"]
+        if not overlays:
+            return
+        import logging
+
+        from nsbridge.cluster.etcd import ClusterError, ClusterUnavailable
+        from nsbridge.drivers import overlay as ovl
+
+        try:
+            with ovl.registry(self.store, self.host.netns) as reg:
+                for e, n in overlays:
+                    ovl.leave(reg, n.id, e)
+        except (ClusterUnavailable, ClusterError) as err:
+            logging.getLogger("nsbridge").warning("%s: this host's watcher removes its endpoints there when the store answers", err)
+            for e, n in overlays:
+                ovl.forget_locally(self.store, n.id, e)
+        for e, n in overlays:
+            others = [o for o in self.store.endpoints_on(n.id) if o.ip and o.container_id != cid]
+            ovl.remove_netns_if_unused(self.host.netns, n, len(others))
 
     # -- files ----------------------------------------------------------------------
     def _write_files(self: "Engine", c: Container, live: list[Endpoint]) -> None:

@@ -39,8 +39,9 @@ class NetworkOps:
         # 1. validate everything before touching anything
         if driver in ("host", "null"):
             raise Forbidden(f'only one instance of "{driver}" network is allowed')
-        if driver == "overlay":  # Docker's answer on a host that is not in a swarm
-            raise Forbidden(NOT_IN_SWARM)
+        if driver == "overlay":
+            return self._overlay_create(name, subnet, gateway, ip_range, aux_addresses, internal, attachable,
+                                        labels, options)
         if driver != "bridge":
             raise NotFound(f'plugin "{driver}" not found')
         validate.network_name(name)
@@ -96,6 +97,68 @@ class NetworkOps:
                 plan.commit("network.record", lambda: self._record_network(net, resolver))
             return net
 
+    def _overlay_create(self: "Engine", name: str, subnet, gateway, ip_range, aux_addresses, internal: bool,
+                        attachable: bool, labels, options) -> Network:
+        """A network of the cluster store: claimed in etcd (name, VXLAN ID, subnet
+        unique cluster-wide), then this host's copy in its store."""
+        from nsbridge.drivers import overlay as drv
+        from nsbridge.errors import InvalidArgument
+
+        validate.network_name(name)
+        opts = dict(options or {})
+        for key, value in opts.items():
+            if key != drv.OPT_VNI and key != "com.docker.network.driver.mtu":
+                raise InvalidArgument(f"unknown option for the overlay driver: {key}")
+            if key == "com.docker.network.driver.mtu":
+                validate.mtu(key, value)
+        if internal:
+            raise InvalidArgument("the overlay driver does not support --internal networks yet")
+        req = validate.ipam_request(subnet, gateway, ip_range, aux_addresses)
+        if req.aux_addresses:
+            raise InvalidArgument("the overlay driver does not support --aux-address")
+        drv.membership(self.store, self.host.netns)  # joined, before the lock
+        with self._session() as k:
+            nets = self.store.networks()
+            if any(n.name == name for n in nets):
+                raise Conflict(f"network with name {name} already exists")
+            avoid = [str(n) for n in self._host_routes(k)] + [n.ipam.subnet for n in nets if n.ipam and n.scope == "local"]
+            with drv.registry(self.store, self.host.netns) as reg, Plan("network create") as plan:
+                net = plan.step("overlay.claim",
+                                lambda: drv.create(reg, name, req.subnet, req.gateway, req.ip_range, attachable,
+                                                   dict(labels or {}), opts, avoid),
+                                lambda: reg.remove_network(name))
+                plan.commit("network.record", lambda: self._record_network(net, None))
+            self._ensure_resolvers(k)
+            return net
+
+    def _cluster_network(self: "Engine", ref: str) -> Network | None:
+        """A network of the cluster store this host has no copy of (None when
+        it has not joined one, or the store has no such network); the copy is
+        recorded when called inside a session."""
+        if self.store.get_meta("cluster.store") is None:
+            return None
+        from nsbridge.drivers import overlay as drv
+
+        with self.host.entered(), drv.registry(self.store, self.host.netns) as reg:
+            cn = reg.network(ref)
+        if cn is None:
+            return None
+        net = drv.to_network(cn)
+        if self._depth and self.store.find_network(net.name) is None:
+            self._record_network(net, None)
+            assert self._k is not None
+            self._ensure_resolvers(self._k)
+        return net
+
+    def network(self: "Engine", ref: str) -> Network:
+        """By name, ID or ID prefix: this host's networks, then the cluster store's."""
+        n = self.store.find_network(ref)
+        if n is None:
+            n = self._cluster_network(ref)
+        if n is None:
+            raise NotFound(f"network {ref} not found")
+        return n
+
     def _record_network(self: "Engine", net: Network, resolver) -> None:
         with self.store.tx():
             self.store.put_network(net)
@@ -116,6 +179,8 @@ class NetworkOps:
     def _network_rm_one(self: "Engine", k: "Kernel", net: Network) -> None:
         from nsbridge.drivers import bridge as drv
 
+        if net.scope == "global":
+            return self._overlay_rm(net)
         if net.predefined:
             raise Forbidden(f"{net.name} is a pre-defined network and cannot be removed")
         eps = self.store.endpoints_on(net.id)
@@ -138,12 +203,44 @@ class NetworkOps:
         if errors:
             log.warning("network rm %s: %s", net.name, "; ".join(errors))
 
+    def _overlay_rm(self: "Engine", net: Network) -> None:
+        """Refused while any host has an endpoint on it (the store says); then
+        gone from the store and from this host (its copy, its resolver)."""
+        from nsbridge.drivers import overlay as drv
+
+        if any(e.ip for e in self.store.endpoints_on(net.id)):
+            raise Conflict(f"error while removing network: network {net.name} id {net.id} has active endpoints")
+        with drv.registry(self.store, self.host.netns) as reg:
+            if reg.network(net.id) is not None:
+                reg.remove_network(net.id)
+        self._forget_network(net)
+
+    def _gwbridge_for(self: "Engine", eps: list, cid: str) -> None:
+        """A container whose networks are all overlay ones gets one more endpoint,
+        on docker_gwbridge (made at first need): its way out and its `-p`, as on Docker."""
+        from nsbridge.kernel.overlay import GWBRIDGE_NAME, GWBRIDGE_OPTIONS
+        from nsbridge.model import Endpoint
+
+        nets = [self.store.network(e.network_id) for e in eps]
+        if not any(n.scope == "global" for n in nets) or any(n.scope == "local" and not n.internal for n in nets):
+            return
+        gw = self.store.find_network(GWBRIDGE_NAME) or self.network_create(GWBRIDGE_NAME, options=dict(GWBRIDGE_OPTIONS))
+        eps.append(Endpoint(cid, gw.id, len(eps)))
+
+    def _forget_network(self: "Engine", net: Network) -> None:
+        """This host's copy of a network removed (its resolver stopped)."""
+        self._stop_resolver(net.id)
+        with self.store.tx():
+            for e in self.store.endpoints_on(net.id):
+                self.store.delete_endpoint(e.container_id, e.network_id)
+            self.store.delete_network(net.id)
+
     def network_prune(self: "Engine") -> list[str]:
         removed = []
         with self._session() as k:
             for net in self.store.networks():
-                if net.predefined or net.name in PREDEFINED:
-                    continue
+                if net.predefined or net.name in PREDEFINED or net.scope == "global":
+                    continue  # (a cluster network is removed by name: other hosts may use it)
                 if self.store.endpoints_on(net.id):
                     continue
                 self._network_rm_one(k, net)

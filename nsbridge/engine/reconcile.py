@@ -131,6 +131,7 @@ class ReconcileOps:
         """The work of reconcile, inside a session; also run by any command
         that finds the previous one died holding the lock."""
         from nsbridge.drivers.bridge import rules_for
+        from nsbridge.engine import owner
         from nsbridge.kernel import ns
         from nsbridge.kernel.firewall import FILTER_CHAINS, NAT_CHAINS, Rule, base_rules
 
@@ -138,7 +139,14 @@ class ReconcileOps:
         nets = self.store.networks()
         cs = self.store.containers()
         live_ns = {c.netns for c in cs if c.running and c.netns}
-        # (overlay namespaces are not the store's yet: made for cluster networks, removed by reset)
+        # an overlay network's namespace lives while a container of this host is on it
+        on_overlay = {e.network_id for c in cs if c.running for e in self.store.endpoints_of(c.id) if e.ip}
+        for name, m in owner.marked(self.host.engine_id, self.host.netns + "-" if self.host.netns else "",
+                                    ("overlay",)).items():
+            if m.what not in on_overlay:
+                self.lock.note(f"netns {name}")
+                ns.remove_netns(name)
+                report.append(f"removed overlay namespace {name} (no container of this host on it)")
         for name in _our_netns(self.host):
             if name not in live_ns:
                 _kill_all(ns.pids_in_netns(ns.netns_path(name)))
@@ -293,7 +301,7 @@ class ReconcileOps:
             gone = 0
             for li in link.links():
                 oid = li.alias[len("nsbridge:"):] if li.alias.startswith("nsbridge:") else ""
-                if li.kind in ("bridge", "veth") and (li.group == host.device_group or oid in recorded):
+                if li.kind in ("bridge", "veth", "vxlan") and (li.group == host.device_group or oid in recorded):
                     link.delete_link(li.name)
                     report.append(f"removed {li.kind} {li.name}")
                     gone += 1

@@ -17,7 +17,45 @@ class ViewOps(EngineBase):
 
     def network_ls(self: "Engine") -> list[Network]:
         self.ensure_ready()
-        return self.store.networks()
+        nets = self.store.networks()
+        cluster = self._cluster_networks()
+        if cluster is None:
+            return nets
+        # this host's copies of cluster networks give way to what the store says now
+        known = {n.id for n in cluster}
+        out = [n for n in nets if n.scope == "local" or n.id in known]
+        have = {n.id for n in out}
+        out += [n for n in cluster if n.id not in have]
+        return sorted(out, key=lambda n: n.name)
+
+    def _cluster_networks(self: "Engine") -> list[Network] | None:
+        """The cluster store's networks (None: not joined, or the store is not
+        reachable: then this host's copies are all it can show, and it says so)."""
+        if self.store.get_meta("cluster.store") is None:
+            return None
+        from nsbridge.cluster.etcd import ClusterError, ClusterUnavailable
+        from nsbridge.drivers import overlay as drv
+
+        try:
+            with self.host.entered(), drv.registry(self.store, self.host.netns) as reg:
+                return [drv.to_network(cn) for cn in reg.networks()]
+        except (ClusterUnavailable, ClusterError) as e:
+            import sys
+
+            sys.stderr.write(f"WARNING: {e}: overlay networks as this host last saw them\n")
+            return None
+
+    def _cluster_peers(self: "Engine", n: Network) -> list[dict] | None:
+        if n.scope != "global":
+            return None
+        from nsbridge.cluster.etcd import ClusterError, ClusterUnavailable
+        from nsbridge.drivers import overlay as drv
+
+        try:
+            with self.host.entered(), drv.registry(self.store, self.host.netns) as reg:
+                return drv.peers(reg, n)
+        except (ClusterUnavailable, ClusterError):
+            return None
 
     def ps(self: "Engine", all: bool = False) -> list[Container]:
         self.ensure_ready()
@@ -30,7 +68,11 @@ class ViewOps(EngineBase):
 
     def network_inspect(self: "Engine", ref: str) -> dict:
         self.ensure_ready()
-        n = self.network(ref)
+        n = self.store.find_network(ref)
+        if n is None:
+            n = next((c for c in self._cluster_networks() or [] if c.name == ref or c.id.startswith(ref)), None)
+        if n is None:
+            raise NotFound(f"network {ref} not found")
         members: list[tuple[Container, Endpoint]] = []
         for e in self.store.endpoints_on(n.id):
             if e.ip:
@@ -54,7 +96,11 @@ class ViewOps(EngineBase):
                     members.append((c, Endpoint(c.id, n.id, 0, endpoint_id=c.id, ip="")))
         from nsbridge.render import inspect as render
 
-        return render.network(n, members, resolver)
+        out = render.network(n, members, resolver)
+        peers = self._cluster_peers(n)
+        if n.scope == "global":
+            out["Peers"] = peers  # Docker's: the hosts with an endpoint on it (null: the store is away)
+        return out
 
     def _dns_served(self: "Engine") -> dict[str, int]:
         """Network id -> how many containers its resolver serves: each running

@@ -36,7 +36,7 @@ def network(n: Network, members: list[tuple[Container, Endpoint]], resolver: dic
         "Name": n.name,
         "Id": n.id,
         "Created": n.created,
-        "Scope": "local",
+        "Scope": n.scope,
         "Driver": n.driver,
         "EnableIPv6": False,
         "IPAM": {"Driver": "default", "Options": None if n.predefined else {}, "Config": configs},
