@@ -237,6 +237,8 @@ class Watcher:
                 self.keepalive()
                 if self.store_ok:
                     self.collect()
+                    if rev is not None:
+                        self.sync_all()  # the engine adds peers too, from what it read: converge on ours
                 next_keepalive = now + every
             if rev is None:
                 rev = self.snapshot()

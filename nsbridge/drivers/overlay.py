@@ -122,7 +122,14 @@ def ensure_netns(plan: Plan, reg, host_netns: str | None, eid: str, group: int, 
     from nsbridge.cluster.watcher import desired_peers
 
     eps = {e.id: e for e in reg.endpoints(net.id)}
-    plan.step("overlay.peers", lambda: overlay.sync_peers(path, desired_peers(eps, reg.m.host_id).get(net.id, set())))
+
+    def peers() -> None:
+        # added only: the watcher may be programming this namespace already, from newer events
+        # (it removes what has gone, and re-syncs every namespace each TTL/3)
+        for p in desired_peers(eps, reg.m.host_id).get(net.id, set()):
+            overlay.add_peer(path, p)
+
+    plan.step("overlay.peers", peers)
     return path
 
 

@@ -155,9 +155,28 @@ def reset_cluster(host: "Host") -> list[str]:
         try:
             with host.entered(), m.client(timeout=2) as etcd:
                 etcd.revoke(m.lease)
-            report.append(f"left the cluster store at {m.store} (this host's keys removed)")
+                report.append(f"left the cluster store at {m.store} (this host's keys removed)")
+                report += _remove_unused_networks(etcd, st, m)
         except (ClusterUnavailable, ClusterError, OSError) as e:
             report.append(f"could not remove this host's keys from the cluster store ({e}): they expire in {m.ttl} s")
     finally:
         st.close()
+    return report
+
+
+def _remove_unused_networks(etcd, st, m: "Membership") -> list[str]:
+    """At reset: the cluster networks that no host has an endpoint on any more
+    go too, if this host created them or no other host is left in the store
+    (so that resetting every host leaves no key of ours)."""
+    from nsbridge.cluster import member
+    from nsbridge.cluster.registry import Registry
+
+    reg = Registry(etcd, st, m)
+    others = [h for h in member.hosts(etcd) if h.id != m.host_id]
+    busy = {e.network_id for e in reg.endpoints()}
+    report = []
+    for n in reg.networks():
+        if n.id not in busy and (n.creator == m.host_id or not others):
+            reg.remove_network(n.id)
+            report.append(f"removed overlay network {n.name} from the cluster store (no endpoint left)")
     return report

@@ -102,6 +102,10 @@ class PortOps:
             net = self.network(ref)
             if net.driver == "bridge" and not net.internal:
                 return net
+            if net.scope == "global":  # an overlay container publishes through docker_gwbridge (made by now)
+                from nsbridge.kernel.overlay import GWBRIDGE_NAME
+
+                return self.store.find_network(GWBRIDGE_NAME)
         return None
 
     def _ports_held(self: "Engine", exclude: str, spans: list[tuple[str, int, int]],

@@ -28,9 +28,10 @@ class ViewOps(EngineBase):
         out += [n for n in cluster if n.id not in have]
         return sorted(out, key=lambda n: n.name)
 
-    def _cluster_networks(self: "Engine") -> list[Network] | None:
+    def _cluster_networks(self: "Engine", strict: bool = False) -> list[Network] | None:
         """The cluster store's networks (None: not joined, or the store is not
-        reachable: then this host's copies are all it can show, and it says so)."""
+        reachable: then this host's copies are all it can show, and it says so;
+        STRICT: the store's error is raised)."""
         if self.store.get_meta("cluster.store") is None:
             return None
         from nsbridge.cluster.etcd import ClusterError, ClusterUnavailable
@@ -40,6 +41,8 @@ class ViewOps(EngineBase):
             with self.host.entered(), drv.registry(self.store, self.host.netns) as reg:
                 return [drv.to_network(cn) for cn in reg.networks()]
         except (ClusterUnavailable, ClusterError) as e:
+            if strict:
+                raise
             import sys
 
             sys.stderr.write(f"WARNING: {e}: overlay networks as this host last saw them\n")
@@ -70,7 +73,7 @@ class ViewOps(EngineBase):
         self.ensure_ready()
         n = self.store.find_network(ref)
         if n is None:
-            n = next((c for c in self._cluster_networks() or [] if c.name == ref or c.id.startswith(ref)), None)
+            n = next((c for c in self._cluster_networks(strict=True) or [] if c.name == ref or c.id.startswith(ref)), None)
         if n is None:
             raise NotFound(f"network {ref} not found")
         members: list[tuple[Container, Endpoint]] = []
