@@ -170,8 +170,9 @@ class ReconcileOps:
         # endpoints that must not hold addresses (stopped containers), and disconnects that
         # died after removing the veth; written only if any (a commit wakes every resolver)
         release = [e for e in eps if e.ip and e.container_id not in running]
+        on_host = {n.id for n in nets if n.scope == "local"}  # (an overlay endpoint's veth is in its network's namespace)
         finish = [e for e in eps if e.ip and e.container_id in running and e.host_ifname
-                  and e.host_ifname not in present_links]
+                  and e.network_id in on_host and e.host_ifname not in present_links]
         if release or finish:
             with self.store.tx():
                 for e in release:

@@ -240,3 +240,37 @@ def test_system_reset_on_every_host_leaves_nothing_of_ours(lab):
     assert left == []
     vx = subprocess.run(["ip", "-o", "link", "show", "type", "vxlan"], capture_output=True, text=True).stdout
     assert f"vx-000100-{net_id[:5]}" not in vx
+
+
+@pytest.mark.parametrize("lab", [2], indirect=True)
+def test_failed_runs_leave_nothing_and_connect_stop_start_reconcile(lab):
+    h1, h2 = joined(lab)
+    net_id = h1.cli("network", "create", "-d", "overlay", "ov", check=True).stdout.strip()
+    h1.cli("run", "-d", "--name", "web", "--network", "ov", "nginx", check=True)
+    keys = our_keys(lab)
+    # a run failing at any overlay step on a host with no container there yet: no namespace, no key, no container
+    for step in ("overlay.netns", "overlay.peers", "overlay.address", "endpoint.veth", "overlay.announce",
+                 "container.files"):
+        p = subprocess.run(h2.argv("run", "-d", "--name", "box", "--network", "ov", "busybox"),
+                           env=dict(h2.env, NSBRIDGE_TEST_FAIL_AT=step), capture_output=True, text=True, timeout=120)
+        assert p.returncode != 0 and f"injected failure at step {step}" in p.stderr, (step, p.stderr)
+        assert our_keys(lab) == keys, step
+        assert not ns.netns_exists(overlay_ns(h2, net_id)) and h2.cli("ps", "-aq").stdout == "", step
+    # connect / disconnect a running container of a local network, across hosts
+    h2.cli("network", "create", "loc", check=True)
+    h2.cli("run", "-d", "--name", "box", "--network", "loc", "busybox", check=True)
+    h2.cli("network", "connect", "ov", "box", check=True)
+    assert h2.cli("exec", "box", "wget", "-q", "-O", "-", "http://web/").returncode == 0
+    h2.cli("network", "disconnect", "ov", "box", check=True)
+    assert not ns.netns_exists(overlay_ns(h2, net_id)) and our_keys(lab) == keys
+    # stop and start: the endpoint leaves the store and comes back (same address when free)
+    web_ip = ip_on(h1, "web")
+    h1.cli("stop", "web", check=True)
+    assert not lab.etcd_keys(layout.endpoints_prefix(net_id)) and not ns.netns_exists(overlay_ns(h1, net_id))
+    h1.cli("start", "web", check=True)
+    assert ip_on(h1, "web") == web_ip
+    h2.cli("run", "-d", "--name", "c2", "--network", "ov", "busybox", check=True)
+    assert h2.cli("exec", "c2", "wget", "-q", "-O", "-", "http://web/").returncode == 0
+    # reconcile: store and kernel agree (an overlay veth lives in its network's namespace, not the host's)
+    for sb in lab.hosts:
+        assert sb.cli("system", "reconcile", check=True).stdout == "nothing to do: the store and the kernel agree\n"
