@@ -34,7 +34,7 @@ def add_parser(sub) -> None:
 
     c = nsub.add_parser("create", help="Create a network")
     c.add_argument("name")
-    c.add_argument("-d", "--driver", default="bridge")
+    c.add_argument("-d", "--driver", default="bridge")  # (drivers.DEFAULT: not imported on this path)
     c.add_argument("--subnet", action="append", default=[])
     c.add_argument("--gateway", action="append", default=[])
     c.add_argument("--ip-range", action="append", default=[])
@@ -95,8 +95,8 @@ def cmd_create(a: argparse.Namespace, host: Host) -> int:
 
     if a.ipv6:
         raise InvalidArgument("IPv6 networks are not supported by nsbridge yet")
-    if a.scope in ("swarm", "global") or a.ingress or a.driver == "overlay":
-        from nsbridge.engine.networks import NOT_IN_SWARM
+    if a.scope in ("swarm", "global") or a.ingress:
+        from nsbridge.drivers.overlay import NOT_IN_SWARM
         from nsbridge.errors import Forbidden
 
         raise Forbidden(NOT_IN_SWARM)

@@ -179,14 +179,15 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOp
         if self.store.get_meta("initialized") != "1":
             self._host_sysctls()
             self._init_predefined(k)
-        nets = [n for n in self.store.networks() if n.driver == "bridge"]
-        # one netlink get per bridge: a dump would grow with every veth on the host
-        missing = [n for n in nets if not k.has_link(n.bridge)]
+        from nsbridge import drivers
+
+        # each driver checks its own objects (a bridge: one ioctl, no dump of every veth)
+        missing = [n for n in self.store.networks() if drivers.of(n).missing(k, n)]
         if missing:
             self._host_sysctls()
             k.fw.ensure_base()
             for n in missing:
-                log.info("restoring network %s (bridge %s missing)", n.name, n.bridge)
+                log.info("restoring network %s (driver %s: its kernel objects are missing)", n.name, n.driver)
                 self._restore_network(k, n)
             self._reap(k, full=True)  # after a reboot the containers' namespaces are gone too
             for line in self._restart_by_policy():

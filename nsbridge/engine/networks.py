@@ -5,9 +5,10 @@ import ipaddress
 import logging
 from typing import TYPE_CHECKING
 
+from nsbridge import drivers
 from nsbridge.engine import validate
 from nsbridge.engine.plan import Plan
-from nsbridge.errors import Conflict, Forbidden, NotFound, NsbridgeError, each
+from nsbridge.errors import Conflict, Forbidden, NsbridgeError, each
 from nsbridge.model import OPT_BRIDGE_NAME, PREDEFINED, IpamConfig, Network, new_id, now_iso
 
 if TYPE_CHECKING:
@@ -15,18 +16,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nsbridge")
 
-#: Docker's daemon, asked for a swarm-scoped network on a host that is in no swarm (nsbridge never is)
-NOT_IN_SWARM = (
-    'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" '
-    "to connect this node to swarm and try again."
-)
-
 
 class NetworkOps:
     def network_create(
         self: "Engine",
         name: str,
-        driver: str = "bridge",
+        driver: str = drivers.DEFAULT,
         subnet: str | None = None,
         gateway: str | None = None,
         ip_range: str | None = None,
@@ -36,15 +31,10 @@ class NetworkOps:
         labels: dict[str, str] | None = None,
         options: dict[str, str] | None = None,
     ) -> Network:
-        # 1. validate everything before touching anything
-        if driver in ("host", "null"):
-            raise Forbidden(f'only one instance of "{driver}" network is allowed')
-        if driver == "overlay":  # Docker's answer on a host that is not in a swarm
-            raise Forbidden(NOT_IN_SWARM)
-        if driver != "bridge":
-            raise NotFound(f'plugin "{driver}" not found')
+        # 1. validate everything before touching anything (the driver: its -o options)
+        drv = drivers.get(driver)
+        opts = drv.validate(dict(options or {}), internal)
         validate.network_name(name)
-        opts = validate.network_options(dict(options or {}))
         req = validate.ipam_request(subnet, gateway, ip_range, aux_addresses)
         with self._session() as k:
             # 2. under the lock: conflicts with what exists
@@ -61,9 +51,7 @@ class NetworkOps:
 
                 sub = pick_pool(used + self._host_routes(k))
             net_id = new_id()
-            bridge = opts.get(OPT_BRIDGE_NAME) or f"br-{net_id[:12]}"
-            if bridge in {n.bridge for n in nets} or k.link.index(bridge) is not None:
-                raise Conflict(f"bridge name {bridge} is already in use by another interface")
+            bridge = (opts.get(OPT_BRIDGE_NAME) or f"br-{net_id[:12]}") if drv.caps.bridge else ""
             from nsbridge.ipam import allocator
 
             gw = req.gateway or allocator.default_gateway(sub, req.ip_range)
@@ -71,7 +59,7 @@ class NetworkOps:
             net = Network(
                 id=net_id,
                 name=name,
-                driver="bridge",
+                driver=driver,
                 created=now_iso(),
                 ipam=IpamConfig(
                     subnet=str(sub),
@@ -86,12 +74,11 @@ class NetworkOps:
                 labels=dict(labels or {}),
                 bridge=bridge,
             )
+            drv.check(k, net, nets)  # what exists: a device name taken, a parent in use, a kernel feature
             # 3. plan and apply with undo; 4. record in one transaction
             with Plan("network create") as plan:
-                from nsbridge.drivers import bridge as drv
-
                 k.fw.ensure_base()
-                drv.setup_network(plan, k.link, k.fw, net)
+                drv.create(plan, k, net)
                 resolver = self._start_resolver(plan, net) if net.has_dns else None
                 plan.commit("network.record", lambda: self._record_network(net, resolver))
             return net
@@ -103,10 +90,7 @@ class NetworkOps:
                 self.store.put_resolver(net.id, resolver.pid, resolver.pid_start, resolver.address, resolver.log)
 
     def _restore_network(self: "Engine", k: "Kernel", net: Network) -> None:
-        plan = Plan("network restore")
-        from nsbridge.drivers import bridge as drv
-
-        drv.setup_network(plan, k.link, k.fw, net)
+        drivers.of(net).restore(Plan("network restore"), k, net)
 
     def network_rm(self: "Engine", refs: list[str]) -> list[str]:
         """Remove several networks; report every failure, remove the rest."""
@@ -114,8 +98,6 @@ class NetworkOps:
             return each(refs, lambda ref: self._network_rm_one(k, self.network(ref)))
 
     def _network_rm_one(self: "Engine", k: "Kernel", net: Network) -> None:
-        from nsbridge.drivers import bridge as drv
-
         if net.predefined:
             raise Forbidden(f"{net.name} is a pre-defined network and cannot be removed")
         eps = self.store.endpoints_on(net.id)
@@ -129,7 +111,7 @@ class NetworkOps:
         with held():  # a teardown is finished, not interrupted
             self._stop_resolver(net.id)
             checkpoint("network.resolver-stop")
-            errors = drv.teardown_network(k.link, k.fw, net)
+            errors = drivers.of(net).delete(k, net)
             checkpoint("network.teardown")
             with self.store.tx():
                 for e in eps:  # attachments of stopped containers go with the network

@@ -100,7 +100,7 @@ class PortOps:
             if ref in ("host", "none") or ref.startswith("container:"):
                 return None
             net = self.network(ref)
-            if net.driver == "bridge" and not net.internal:
+            if net.nat and not net.internal:
                 return net
         return None
 
@@ -144,7 +144,7 @@ class PortOps:
             if not ep.ip or ep.network_id == skip:
                 continue
             net = self.store.network(ep.network_id)
-            if net.driver == "bridge" and not net.internal:
+            if net.nat and not net.internal:
                 return ep, net
         return None
 

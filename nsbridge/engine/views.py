@@ -48,13 +48,14 @@ class ViewOps(EngineBase):
                 "State": "running" if r and procs.alive(r[0], r[1]) else "stopped",
                 "Log": r[3] if r else "",
             }
-        if n.driver == "host":
-            for c in self.store.containers():
-                if c.network_mode == "host" and c.running:
-                    members.append((c, Endpoint(c.id, n.id, 0, endpoint_id=c.id, ip="")))
+        from nsbridge import drivers
+
+        drv = drivers.of(n)
+        if not drv.caps.endpoints:  # members by network mode (host)
+            members += drv.mode_members(n, self.store.containers())
         from nsbridge.render import inspect as render
 
-        return render.network(n, members, resolver)
+        return render.network(n, members, resolver, drv.caps.scope, drv.inspect_options(n))
 
     def _dns_served(self: "Engine") -> dict[str, int]:
         """Network id -> how many containers its resolver serves: each running
