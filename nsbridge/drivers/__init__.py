@@ -22,6 +22,8 @@ MODULES = {
     "bridge": "bridge",
     "host": "host",
     "null": "null",
+    "macvlan": "macvlan",
+    "ipvlan": "ipvlan",
     "overlay": "overlay",
 }
 
