@@ -4,13 +4,13 @@ built on VXLAN, as Docker's classic overlay driver (`--cluster-store`).
 Where things are:
 - the network's truth is in etcd (cluster/registry.py: its name, VXLAN ID,
   subnet, addresses and endpoints, unique cluster-wide); each host keeps a
-  copy of the network's record in its own store (scope `global`) while it
-  uses it, so that its containers, resolver and `inspect` work as for any
-  network;
+  copy of the network's record in its own store while it uses it, so that its
+  containers, resolver and `inspect` work as for any network;
 - the kernel objects are made on a host when its first container joins:
   the namespace `overlay@<id12>` with br0 and vxlan0 (kernel/overlay.py),
   marked as this engine's, so reset and reconcile find it by its mark; each
-  container's veth goes onto that br0;
+  container's veth goes onto that br0; the namespace goes with the host's
+  last container on the network;
 - the FDB/neighbour entries for other hosts' endpoints come from the store:
   programmed here when the namespace is made (the endpoints known then) and
   kept in step by the cluster watcher;
@@ -18,25 +18,34 @@ Where things are:
   overlay container joins as well (its default route), as Docker does.
 
 Every etcd call runs with the thread in the host namespace (the engine's
-session): etcd is reached over the host's underlay.
+session, or Env.entered for read-only commands): etcd is reached over the
+host's underlay.
 """
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 from collections.abc import Iterator
 
 from nsbridge.cluster import layout, member
-from nsbridge.engine.plan import Plan
-from nsbridge.errors import Forbidden, KernelError
+from nsbridge.drivers.base import Capabilities, Driver, Env, Join
+from nsbridge.errors import Forbidden, InvalidArgument, KernelError
 from nsbridge.model import OPT_MTU, Endpoint, IpamConfig, Network
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from nsbridge.engine.core import Kernel
+    from nsbridge.engine.plan import Plan
+
+#: Docker's daemon, asked for a swarm-scoped network on a host that is in no swarm
+NOT_IN_SWARM = (
+    'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" '
+    "to connect this node to swarm and try again."
+)
 OPT_VNI = "com.docker.network.driver.overlay.vxlanid_list"  # Docker's option, shown by inspect
 SCOPE = "global"
 #: Docker's answer to an overlay network on a host in no swarm, with how to join a cluster store
-NOT_JOINED = ('This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this '
-              "node to swarm and try again. (nsbridge: overlay networks need a cluster store: "
-              "`nsbridge system join etcd://HOST:2379 --advertise ADDR`)")
+NOT_JOINED = NOT_IN_SWARM[:-1] + (" (nsbridge: overlay networks need a cluster store: "
+                                  "`nsbridge system join etcd://HOST:2379 --advertise ADDR`).")
 
 
 def membership(st, host_netns: str | None) -> member.Membership:
@@ -47,13 +56,32 @@ def membership(st, host_netns: str | None) -> member.Membership:
 
 
 @contextlib.contextmanager
-def registry(st, host_netns: str | None) -> Iterator:
+def registry(env: Env) -> Iterator:
     """A Registry on this host's membership, its connection closed after."""
     from nsbridge.cluster.registry import Registry
 
-    m = membership(st, host_netns)
+    m = membership(env.store, env.host_netns)
     with m.client() as etcd:
-        yield Registry(etcd, st, m)
+        yield Registry(etcd, env.store, m)
+
+
+def held_registry(k: "Kernel"):
+    """The session's Registry (one etcd connection for all of an operation's
+    steps and undos, closed with the session)."""
+    membership(k.env.store, k.env.host_netns)  # (Docker's answer, before any connection)
+    return k.hold("overlay.registry", lambda: registry(k.env))
+
+
+@contextlib.contextmanager
+def entered(env: Env) -> Iterator[None]:
+    """The thread in the host namespace (read-only commands; a session already is)."""
+    with env.entered() if env.entered is not None else contextlib.nullcontext():
+        yield
+
+
+def joined(env: Env) -> bool:
+    """Has this host joined a cluster store? (a meta read: no etcd client imported otherwise)"""
+    return env.store.get_meta(member.STORE) is not None
 
 
 def to_network(cn: layout.ClusterNetwork) -> Network:
@@ -62,7 +90,7 @@ def to_network(cn: layout.ClusterNetwork) -> Network:
     opts[OPT_VNI] = str(cn.vni)
     return Network(id=cn.id, name=cn.name, driver="overlay", created=cn.created,
                    ipam=IpamConfig(subnet=cn.subnet, gateway=cn.gateway, ip_range=cn.ip_range or None),
-                   attachable=cn.attachable, options=opts, labels=dict(cn.labels), scope=SCOPE)
+                   attachable=cn.attachable, options=opts, labels=dict(cn.labels))
 
 
 def to_cluster(net: Network) -> layout.ClusterNetwork:
@@ -75,22 +103,15 @@ def vni(net: Network) -> int:
     return int(net.options[OPT_VNI])
 
 
-def create(reg, name: str, subnet, gateway, ip_range, attachable: bool, labels: dict, options: dict,
-           avoid: list[str]) -> Network:
-    """Create the network in the cluster store (name, VNI and subnet claimed
-    there); no kernel object until a container of this host joins it."""
-    opts = {k: v for k, v in options.items() if k != OPT_VNI}
-    cn = reg.create_network(name, subnet=str(subnet) if subnet else None, gateway=gateway,
-                            ip_range=str(ip_range) if ip_range else None, attachable=attachable,
-                            options=opts, labels=labels, avoid=avoid)
-    return to_network(cn)
-
-
-# -- endpoints ---------------------------------------------------------------------------
 def netns_of(host_netns: str | None, net: Network) -> str:
     from nsbridge.kernel import overlay
 
     return overlay.netns_name(host_netns, net.id)
+
+
+def veth_of(endpoint_id: str) -> str:
+    """An endpoint's veth end on br0, in the network's namespace (not the host's)."""
+    return "veth" + endpoint_id[:7]
 
 
 def mtu(net: Network, advertise: str) -> int:
@@ -100,113 +121,6 @@ def mtu(net: Network, advertise: str) -> int:
     return int(given) if given else layout.overlay_mtu(overlay.underlay_mtu(advertise))
 
 
-def ensure_netns(plan: Plan, reg, host_netns: str | None, eid: str, group: int, net: Network) -> str:
-    """The network's namespace on this host (made now if missing, with the
-    peers the store knows programmed); returns its path."""
-    from nsbridge.engine import owner
-    from nsbridge.kernel import ns, overlay
-
-    name = netns_of(host_netns, net)
-    if ns.netns_exists(name):
-        m = owner.read(name)
-        if m is None or m.kind != "overlay" or m.engine != eid:
-            raise KernelError(owner.describe(name, m) + ": cannot attach to overlay network " + net.name)
-        return ns.netns_path(name)
-    assert net.ipam is not None
-    plan.step("overlay.netns",
-              lambda: overlay.create_network_ns(host_netns, net.id, vni(net), net.ipam.gateway, net.prefixlen(),
-                                                reg.m.advertise, owner.overlay_mark(eid, net.id), mtu(net, reg.m.advertise),
-                                                group=group),
-              lambda: overlay.delete_network_ns(name))
-    path = ns.netns_path(name)
-    from nsbridge.cluster.watcher import desired_peers
-
-    eps = {e.id: e for e in reg.endpoints(net.id)}
-
-    def peers() -> None:
-        # added only: the watcher may be programming this namespace already, from newer events
-        # (it removes what has gone, and re-syncs every namespace each TTL/3)
-        for p in desired_peers(eps, reg.m.host_id).get(net.id, set()):
-            overlay.add_peer(path, p)
-
-    plan.step("overlay.peers", peers)
-    return path
-
-
-def join(plan: Plan, reg, host_netns: str | None, eid: str, group: int, ctr, ctr_fd: int, net: Network,
-         ep: Endpoint, container_id: str, container_name: str, mac: str | None, aliases: list[str]) -> None:
-    """An address from the cluster store, a veth from the container onto the
-    network's br0 (no default route: docker_gwbridge gives that), and the
-    endpoint announced under this host's lease so the other hosts learn it."""
-    from nsbridge.kernel import netlink, ns
-    from nsbridge.model import mac_for
-
-    path = ensure_netns(plan, reg, host_netns, eid, group, net)
-    cn = to_cluster(net)
-    ip = plan.step("overlay.address", lambda: reg.allocate_ip(cn, ep.endpoint_id, ep.ip_requested or None),
-                   lambda: reg.release_ip(net.id, ep.ip or ""))
-    ep.ip = ip
-    ep.mac = mac or mac_for(ip)
-    the_mtu = mtu(net, reg.m.advertise)
-
-    def veth() -> None:
-        with ns.in_netns(path):
-            link = netlink.NsLink()
-            try:
-                from nsbridge.kernel.overlay import BRIDGE
-
-                link.add_veth(ep.host_ifname, ep.ifname, ep.mac, ctr_fd, BRIDGE, the_mtu,
-                              netlink.ALIAS_PREFIX + ep.endpoint_id, ipv6_off_by_default=False)
-            except KernelError as e:
-                raise KernelError(f"failed to create endpoint on network {net.name}: {e}") from None
-            finally:
-                link.close()
-
-    def unveth() -> None:
-        with ns.in_netns(path):
-            link = netlink.NsLink()
-            try:
-                link.delete_link(ep.host_ifname)
-            finally:
-                link.close()
-
-    plan.step("endpoint.veth", veth, unveth)
-    with ns.in_netns(ctr_fd):
-        plan.step("endpoint.address", lambda: ctr.configure_inside(ep.ifname, ip, net.prefixlen(), None))
-    rec = layout.ClusterEndpoint(id=ep.endpoint_id, network_id=net.id, container_id=container_id,
-                                 name=container_name, ip=ip, mac=ep.mac, host=reg.m.host_id, vtep=reg.m.advertise,
-                                 aliases=list(aliases))
-    plan.step("overlay.announce", lambda: reg.put_endpoint(rec), lambda: reg.remove_endpoint(net.id, ep.endpoint_id))
-
-
-def leave(reg, net_id: str, ep: Endpoint) -> None:
-    """Withdraw the endpoint and its address from the cluster store (the veth
-    went with the container's namespace)."""
-    reg.remove_endpoint(net_id, ep.endpoint_id)
-    if ep.ip:
-        reg.release_ip(net_id, ep.ip)
-
-
-def forget_locally(st, net_id: str, ep: Endpoint) -> None:
-    """The store cannot be reached: stop announcing the endpoint (the watcher
-    deletes keys of this host's lease that it no longer announces once the
-    store answers again)."""
-    with st.tx():
-        st.delete_meta(member.ANNOUNCE + layout.endpoint_key(net_id, ep.endpoint_id))
-        if ep.ip:
-            st.delete_meta(member.ANNOUNCE + layout.ip_key(net_id, ep.ip))
-
-
-def remove_netns_if_unused(host_netns: str | None, net: Network, local_live: int) -> bool:
-    """The namespace goes with this host's last container on the network."""
-    from nsbridge.kernel import overlay
-
-    if local_live:
-        return False
-    return overlay.delete_network_ns(netns_of(host_netns, net))
-
-
-# -- what inspect shows ------------------------------------------------------------------
 def peers(reg, net: Network) -> list[dict]:
     """Docker's `Peers` of an overlay network: one per host with an endpoint on
     it (this host included), as {Name, IP}."""
@@ -218,8 +132,181 @@ def peers(reg, net: Network) -> list[dict]:
     return sorted(seen.values(), key=lambda p: [int(x) for x in p["IP"].split(".")])
 
 
-def check_subnet(subnet) -> None:
-    if subnet is not None and ipaddress.IPv4Network(str(subnet)).num_addresses < 4:
-        from nsbridge.errors import InvalidArgument
+class OverlayDriver(Driver):
+    name = "overlay"
+    # addresses and VXLAN IDs come from the cluster store (cluster/registry.py), the bridge and
+    # the VXLAN device live in the network's own namespace; docker_gwbridge gives the default route
+    caps = Capabilities(scope=SCOPE, ipam="driver", netns=True, default_route=False, host_kinds=("vxlan",))
+    options = (OPT_VNI, OPT_MTU)
 
-        raise InvalidArgument(f"invalid subnet {subnet}: too small for an overlay network")
+    @property
+    def egress(self):  # type: ignore[override]
+        from nsbridge.kernel.overlay import GWBRIDGE_NAME, GWBRIDGE_OPTIONS
+
+        return GWBRIDGE_NAME, dict(GWBRIDGE_OPTIONS)
+
+    def validate(self, opts: dict[str, str], internal: bool) -> dict[str, str]:
+        if internal:
+            raise InvalidArgument("the overlay driver does not support --internal networks yet")
+        opts = super().validate(opts, internal)
+        if OPT_MTU in opts:
+            from nsbridge.engine import validate
+
+            validate.mtu(OPT_MTU, opts[OPT_MTU])
+        return {k: v for k, v in opts.items() if k != OPT_VNI}  # the VXLAN ID is the store's to give
+
+    # -- the cluster's networks --------------------------------------------------------
+    def known(self, env: Env) -> list[Network] | None:
+        if not joined(env):
+            return None
+        with entered(env), registry(env) as reg:
+            return [to_network(cn) for cn in reg.networks()]
+
+    def find(self, env: Env, ref: str) -> Network | None:
+        if not joined(env):
+            return None
+        with entered(env), registry(env) as reg:
+            cn = reg.network(ref)
+        return to_network(cn) if cn is not None else None
+
+    def claim(self, k: "Kernel", plan: "Plan", name: str, req, internal: bool, attachable: bool,
+              labels: dict[str, str], opts: dict[str, str], avoid: list[str]) -> Network:
+        """Claim the name, a VXLAN ID and a subnet in the cluster store (undone
+        if the command fails later); no kernel object until a container of this
+        host joins it."""
+        if req.aux_addresses:
+            raise InvalidArgument("the overlay driver does not support --aux-address")
+        reg = held_registry(k)
+
+        def claim() -> Network:
+            cn = reg.create_network(name, subnet=str(req.subnet) if req.subnet else None, gateway=req.gateway,
+                                    ip_range=str(req.ip_range) if req.ip_range else None, attachable=attachable,
+                                    options=opts, labels=labels, avoid=avoid)
+            return to_network(cn)
+
+        return plan.step("overlay.claim", claim, lambda: reg.remove_network(name))
+
+    def withdraw(self, env: Env, net: Network) -> None:
+        """Refused while any host has an endpoint on it (Docker's text)."""
+        with entered(env), registry(env) as reg:
+            if reg.network(net.id) is not None:
+                reg.remove_network(net.id)
+
+    def inspect_fields(self, env: Env, net: Network) -> dict:
+        """Docker's Peers: the hosts with an endpoint on it (null when the store is away)."""
+        from nsbridge.cluster.etcd import ClusterError, ClusterUnavailable
+
+        try:
+            with entered(env), registry(env) as reg:
+                return {"Peers": peers(reg, net)}
+        except (ClusterUnavailable, ClusterError, Forbidden):
+            return {"Peers": None}
+
+    # -- endpoints ------------------------------------------------------------------------
+    def assign(self, plan: "Plan", k: "Kernel", net: Network, ep: Endpoint) -> str:
+        """An address unique cluster-wide (--ip if given), under this host's lease."""
+        reg = held_registry(k)
+        cn = to_cluster(net)
+        return plan.step("overlay.address", lambda: reg.allocate_ip(cn, ep.endpoint_id, ep.ip_requested or None),
+                         lambda: reg.release_ip(net.id, ep.ip or ""))
+
+    def ensure_netns(self, plan: "Plan", k: "Kernel", reg, net: Network) -> str:
+        """The network's namespace on this host (made now if missing, with the
+        peers the store knows programmed); returns its path."""
+        from nsbridge.cluster.watcher import desired_peers
+        from nsbridge.engine import owner
+        from nsbridge.kernel import ns, overlay
+
+        env = k.env
+        name = netns_of(env.host_netns, net)
+        if ns.netns_exists(name):
+            m = owner.read(name)
+            if m is None or m.kind != "overlay" or m.engine != env.engine_id:
+                raise KernelError(owner.describe(name, m) + ": cannot attach to overlay network " + net.name)
+            return ns.netns_path(name)
+        assert net.ipam is not None
+        ipam = net.ipam
+        plan.step("overlay.netns",
+                  lambda: overlay.create_network_ns(env.host_netns, net.id, vni(net), ipam.gateway, net.prefixlen(),
+                                                    reg.m.advertise, owner.overlay_mark(env.engine_id, net.id),
+                                                    mtu(net, reg.m.advertise), group=env.group),
+                  lambda: overlay.delete_network_ns(name))
+        path = ns.netns_path(name)
+        eps = {e.id: e for e in reg.endpoints(net.id)}
+
+        def program() -> None:
+            # added only: the watcher may be programming this namespace already, from newer
+            # events (it removes what has gone, and re-syncs every namespace each TTL/3)
+            for p in desired_peers(eps, reg.m.host_id).get(net.id, set()):
+                overlay.add_peer(path, p)
+
+        plan.step("overlay.peers", program)
+        return path
+
+    def join(self, plan: "Plan", k: "Kernel", j: Join) -> None:
+        """A veth from the container onto the network's br0 (made first if this
+        is the host's first container on it), the address inside (no default
+        route: docker_gwbridge gives it), then the endpoint announced under this
+        host's lease so the other hosts learn it."""
+        from nsbridge.drivers.base import configure
+        from nsbridge.kernel import netlink, ns
+        from nsbridge.kernel.overlay import BRIDGE
+
+        net, ep = j.net, j.ep
+        reg = held_registry(k)
+        path = self.ensure_netns(plan, k, reg, net)
+        the_mtu = mtu(net, reg.m.advertise)
+        veth = veth_of(ep.endpoint_id)
+
+        def in_overlay(fn) -> None:
+            with ns.in_netns(path):
+                link = netlink.NsLink()
+                try:
+                    fn(link)
+                finally:
+                    link.close()
+
+        def add(link) -> None:
+            try:
+                link.add_veth(veth, ep.ifname, ep.mac, j.ctr_fd, BRIDGE, the_mtu, netlink.ALIAS_PREFIX + ep.endpoint_id)
+            except KernelError as e:
+                raise KernelError(f"failed to create endpoint on network {net.name}: {e}") from None
+
+        plan.step("endpoint.veth", lambda: in_overlay(add), lambda: in_overlay(lambda link: link.delete_link(veth)))
+        plan.step("endpoint.address", lambda: configure(j))
+        c_id, c_name = j.container_id, j.container_name
+        assert ep.ip is not None
+        rec = layout.ClusterEndpoint(id=ep.endpoint_id, network_id=net.id, container_id=c_id, name=c_name, ip=ep.ip,
+                                     mac=ep.mac, host=reg.m.host_id, vtep=reg.m.advertise, aliases=list(ep.aliases))
+        plan.step("overlay.announce", lambda: reg.put_endpoint(rec), lambda: reg.remove_endpoint(net.id, ep.endpoint_id))
+
+    def released(self, env: Env, net: Network, eps: list[Endpoint], left: int) -> None:
+        """Withdraw the endpoints and their addresses from the cluster store (their
+        veths went with the container's namespace), and the network's namespace
+        with this host's last container on it. An unreachable store is logged,
+        not fatal: this host stops announcing them, and its watcher deletes keys it
+        no longer announces when the store answers again."""
+        from nsbridge.cluster.etcd import ClusterError, ClusterUnavailable
+        from nsbridge.kernel import overlay
+
+        try:
+            with entered(env), registry(env) as reg:
+                for ep in eps:
+                    reg.remove_endpoint(net.id, ep.endpoint_id)
+                    if ep.ip:
+                        reg.release_ip(net.id, ep.ip)
+        except (ClusterUnavailable, ClusterError) as err:
+            import logging
+
+            logging.getLogger("nsbridge").warning(
+                "%s: this host's watcher removes its endpoints there when the store answers", err)
+            with env.store.tx():
+                for ep in eps:
+                    env.store.delete_meta(member.ANNOUNCE + layout.endpoint_key(net.id, ep.endpoint_id))
+                    if ep.ip:
+                        env.store.delete_meta(member.ANNOUNCE + layout.ip_key(net.id, ep.ip))
+        if not left:
+            overlay.delete_network_ns(netns_of(env.host_netns, net))
+
+
+DRIVER = OverlayDriver()

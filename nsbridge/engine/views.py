@@ -18,47 +18,40 @@ class ViewOps(EngineBase):
     def network_ls(self: "Engine") -> list[Network]:
         self.ensure_ready()
         nets = self.store.networks()
-        cluster = self._cluster_networks()
-        if cluster is None:
+        beyond = self._networks_beyond()
+        if beyond is None:
             return nets
-        # this host's copies of cluster networks give way to what the store says now
-        known = {n.id for n in cluster}
+        # this host's copies of such networks give way to what their drivers say now
+        known = {n.id for n in beyond}
         out = [n for n in nets if n.scope == "local" or n.id in known]
         have = {n.id for n in out}
-        out += [n for n in cluster if n.id not in have]
+        out += [n for n in beyond if n.id not in have]
         return sorted(out, key=lambda n: n.name)
 
-    def _cluster_networks(self: "Engine", strict: bool = False) -> list[Network] | None:
-        """The cluster store's networks (None: not joined, or the store is not
-        reachable: then this host's copies are all it can show, and it says so;
-        STRICT: the store's error is raised)."""
-        if self.store.get_meta("cluster.store") is None:
-            return None
-        from nsbridge.cluster.etcd import ClusterError, ClusterUnavailable
-        from nsbridge.drivers import overlay as drv
+    def _networks_beyond(self: "Engine", strict: bool = False) -> list[Network] | None:
+        """The networks drivers know beyond this host (a cluster store's); None when
+        there are none to ask, or they cannot be reached: then this host's copies
+        are all `ls` can show, and it says why (STRICT: the error is raised)."""
+        from nsbridge import drivers
+        from nsbridge.errors import NsbridgeError
 
-        try:
-            with self.host.entered(), drv.registry(self.store, self.host.netns) as reg:
-                return [drv.to_network(cn) for cn in reg.networks()]
-        except (ClusterUnavailable, ClusterError) as e:
-            if strict:
-                raise
-            import sys
+        out: list[Network] | None = None
+        env = self._driver_env()
+        for drv in drivers.every():
+            if drv.caps.scope == "local":
+                continue
+            try:
+                got = drv.known(env)
+            except NsbridgeError as e:
+                if strict:
+                    raise
+                import sys
 
-            sys.stderr.write(f"WARNING: {e}: overlay networks as this host last saw them\n")
-            return None
-
-    def _cluster_peers(self: "Engine", n: Network) -> list[dict] | None:
-        if n.scope != "global":
-            return None
-        from nsbridge.cluster.etcd import ClusterError, ClusterUnavailable
-        from nsbridge.drivers import overlay as drv
-
-        try:
-            with self.host.entered(), drv.registry(self.store, self.host.netns) as reg:
-                return drv.peers(reg, n)
-        except (ClusterUnavailable, ClusterError):
-            return None
+                sys.stderr.write(f"WARNING: {e}: {drv.name} networks as this host last saw them\n")
+                continue
+            if got is not None:
+                out = (out or []) + got
+        return out
 
     def ps(self: "Engine", all: bool = False) -> list[Container]:
         self.ensure_ready()
@@ -73,7 +66,8 @@ class ViewOps(EngineBase):
         self.ensure_ready()
         n = self.store.find_network(ref)
         if n is None:
-            n = next((c for c in self._cluster_networks(strict=True) or [] if c.name == ref or c.id.startswith(ref)), None)
+            n = next((b for b in self._networks_beyond(strict=True) or [] if b.name == ref or b.id.startswith(ref)),
+                     None)
         if n is None:
             raise NotFound(f"network {ref} not found")
         members: list[tuple[Container, Endpoint]] = []
@@ -93,16 +87,16 @@ class ViewOps(EngineBase):
                 "State": "running" if r and procs.alive(r[0], r[1]) else "stopped",
                 "Log": r[3] if r else "",
             }
-        if n.driver == "host":
-            for c in self.store.containers():
-                if c.network_mode == "host" and c.running:
-                    members.append((c, Endpoint(c.id, n.id, 0, endpoint_id=c.id, ip="")))
+        from nsbridge import drivers
+
+        drv = drivers.of(n)
+        if not drv.caps.endpoints:  # members by network mode (host)
+            members += drv.mode_members(n, self.store.containers())
         from nsbridge.render import inspect as render
 
-        out = render.network(n, members, resolver)
-        peers = self._cluster_peers(n)
-        if n.scope == "global":
-            out["Peers"] = peers  # Docker's: the hosts with an endpoint on it (null: the store is away)
+        out = render.network(n, members, resolver, drv.caps.scope, drv.inspect_options(n))
+        if drv.caps.scope != "local":
+            out.update(drv.inspect_fields(self._driver_env(), n))  # (overlay: Peers)
         return out
 
     def _dns_served(self: "Engine") -> dict[str, int]:

@@ -39,7 +39,7 @@ def started(sb, name: str) -> dict[str, tuple[str, str]]:
 
 def leftovers(sb, h: Host) -> list[str]:
     """What of lab host H is still there: its namespaces, processes, state."""
-    left = [n for n in os.listdir("/run/netns") if n == h.netns or n.startswith(h.netns + "-")]
+    left = [n for n in os.listdir("/run/netns") if n == h.netns or n.startswith((h.netns + "-", h.netns + ".lan"))]
     left += [p for p in sb.processes() if h.root in p]
     if os.path.exists(h.root):
         left.append(h.root)
