@@ -40,10 +40,20 @@ class ClusterOps:
             member.check_can_leave(self.store)
             self._stop_watcher()  # first: it must not put our keys back after the revoke
             try:
-                return member.leave(self.store, force=force)
+                m = member.leave(self.store, force=force)
             except BaseException:
                 self._ensure_watcher()
                 raise
+            # this host's copies of the cluster's networks (none has a container here: leave
+            # was refused otherwise) go with the membership, and their resolvers
+            for net in self.store.networks():
+                if net.scope != "local":
+                    self._stop_resolver(net.id)
+                    with self.store.tx():
+                        for e in self.store.endpoints_on(net.id):
+                            self.store.delete_endpoint(e.container_id, e.network_id)
+                        self.store.delete_network(net.id)
+            return m
 
     def cluster_info(self: "Engine") -> dict | None:
         """What `system info` shows: the store, this host's advertise address

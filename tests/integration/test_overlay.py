@@ -274,3 +274,8 @@ def test_failed_runs_leave_nothing_and_connect_stop_start_reconcile(lab):
     # reconcile: store and kernel agree (an overlay veth lives in its network's namespace, not the host's)
     for sb in lab.hosts:
         assert sb.cli("system", "reconcile", check=True).stdout == "nothing to do: the store and the kernel agree\n"
+    # leaving the store: this host's copy of the cluster's network goes with it (and its resolver)
+    h2.cli("rm", "-f", "c2", check=True)
+    h2.cli("system", "leave", check=True)
+    assert " ov " not in h2.cli("network", "ls", check=True).stdout
+    assert not [p for p in h2.processes() if net_id[:12] in p], "no resolver left for it"
