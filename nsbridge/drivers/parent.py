@@ -81,6 +81,8 @@ class ParentDriver(Driver):
         parent, mode = self.parent(net), self.mode(net)
         for other in others:
             if other.driver == self.name and other.id != net.id and self.parent(other) == parent:
+                if other.device == parent:  # made for that network, and removed with it: never shared
+                    ParentDriver.shared_parent(self, other, parent, "", "")
                 self.shared_parent(other, parent, self.mode(other), mode)
 
     def shared_parent(self, other: "Network", parent: str, theirs: str, mine: str) -> None:

@@ -150,3 +150,25 @@ def test_kernel_features_read_from_the_build_config(monkeypatch):
     assert features.require("vlan") and "CONFIG_VLAN_8021Q" in features.require("vlan")
     monkeypatch.setattr(features, "_config", lambda: None)  # unreadable: the creation decides
     assert features.require("ipvlan") is None
+
+
+def test_a_parent_made_for_a_network_is_never_shared(monkeypatch):
+    """eth0.10 or dm-<id12> made for one network goes with it: a second network on it is refused in any mode."""
+    from nsbridge.errors import Conflict
+    from nsbridge.kernel import features
+
+    monkeypatch.setattr(features, "require", lambda kind: None)
+
+    class K:  # the kernel as check() reads it: eth0.10 exists (made for `other`)
+        class link:
+            @staticmethod
+            def index(name):
+                return 5 if name in ("eth0", "eth0.10") else None
+
+    other = Network(id="a" * 64, name="o", driver="macvlan", created="", options={"parent": "eth0.10"}, device="eth0.10")
+    new = Network(id="b" * 64, name="n", driver="macvlan", created="",
+                  options={"parent": "eth0.10", "macvlan_mode": "private"})
+    with pytest.raises(Conflict, match="^network dm-aaaaaaaaaaaa is already using parent interface eth0.10$"):
+        MV.check(K, new, [other])
+    other.device = ""  # the user's own eth0.10: another mode may share it
+    MV.check(K, new, [other])
