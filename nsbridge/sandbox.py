@@ -22,7 +22,10 @@ class Sandbox:
     def __post_init__(self) -> None:
         if not self.root:
             self.root = tempfile.mkdtemp(prefix=f"nsbridge-{self.name}-")
-        self.env = {**os.environ, "NSBRIDGE_ROOT": self.root, "NSBRIDGE_HOST_NETNS": self.name}
+        # NSBRIDGE_SANDBOX_ONLY: a command or child of ours that loses the other two is
+        # refused rather than run on the machine's own namespace (engine/host.py)
+        self.env = {**os.environ, "NSBRIDGE_ROOT": self.root, "NSBRIDGE_HOST_NETNS": self.name,
+                    "NSBRIDGE_SANDBOX_ONLY": "1"}
 
     # -- running nsbridge -------------------------------------------------------------
     def argv(self, *args: str) -> list[str]:
@@ -71,12 +74,16 @@ class Sandbox:
 
     def processes(self) -> list[str]:
         """Processes still pointing at this sandbox's state root (resolvers, commands)."""
+        import re
+
         from nsbridge import procs
 
+        # the root as a whole path: /tmp/x-lab is not in /tmp/x-lab-2/state.db
+        root = re.compile(re.escape(self.root) + r"(?=/|\s|$)")
         out = []
         for pid, argv in procs.cmdlines():
             line = b" ".join(argv).decode(errors="replace")
-            if self.root in line:
+            if root.search(line):
                 out.append(f"{pid}: {line.strip()}")
         return out
 

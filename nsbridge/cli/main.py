@@ -256,7 +256,7 @@ def _main(argv: list[str] | None) -> int:
             host.prepare_root(create=sub != "reset")
             _setup_logging(host.root)
     except NsbridgeError as e:
-        _print_error(e, verb)
+        _print_error(e, "")  # about the host or its state, not the verb's arguments: one line
         return 1
     log_path = os.path.join(host.root, "nsbridge.log")
     # from here Ctrl-C raises KeyboardInterrupt, so that an operation rolls back

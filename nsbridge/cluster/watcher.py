@@ -232,7 +232,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host-netns")
     ap.add_argument("--ready-fd", type=int)
     a = ap.parse_args(argv)
+    from nsbridge.engine.host import refuse_machine
+    from nsbridge.errors import PermissionDenied
     from nsbridge.state.store import Store
+
+    try:
+        refuse_machine(os.path.dirname(a.db), a.host_netns)
+    except PermissionDenied as e:
+        log(str(e))
+        return 1
 
     st = Store(a.db)
     m = member.membership(st, a.host_netns)

@@ -3,8 +3,8 @@
 Bringing a container up: its netns (unless it shares one), an address per
 network (its --ip, else its previous one if free, else the lowest free),
 each endpoint's interface made in place by its network's driver (a veth, a
-macvlan), its /etc files, its port rules. Releasing: the netns removed (the
-kernel destroys the interfaces in it), addresses freed, rules gone.
+macvlan), its /etc files, its port rules. Releasing: the namespace's devices
+deleted and the netns removed, addresses freed, rules gone.
 """
 from __future__ import annotations
 
@@ -146,8 +146,9 @@ class EndpointOps(EmbeddedDnsOps):
             os.close(fd)
 
     def _release_kernel(self: "Engine", k: "Kernel", c: Container) -> None:
-        """Kill what still runs in the netns, remove it (the kernel destroys
-        its veths), drop port rules. Already gone is success."""
+        """Kill what still runs in the netns, delete its veths and remove it
+        (kernel/ns.py flush_devices says why not leave them to the kernel), drop
+        port rules. Already gone is success."""
         import signal
 
         from nsbridge.kernel import ns
@@ -160,7 +161,7 @@ class EndpointOps(EmbeddedDnsOps):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             self.lock.note(f"netns {c.netns}")
-            ns.remove_netns(c.netns)
+            ns.remove_netns(c.netns, devices_first=True)
             checkpoint("container.netns-remove")
         self._remove_port_rules(k, c)
         checkpoint("container.ports-remove")

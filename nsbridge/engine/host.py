@@ -7,10 +7,37 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-from nsbridge.errors import InvalidArgument
+from nsbridge.errors import InvalidArgument, PermissionDenied
 from nsbridge.record import record
 
 DEFAULT_ROOT = "/var/lib/nsbridge"
+# Set by the test suite (tests/conftest.py): the engine then refuses the machine's own
+# namespace and state root, whatever a test, tool or child process lost on the way.
+SANDBOX_ONLY = "NSBRIDGE_SANDBOX_ONLY"
+
+
+def refuse_machine(root: str, host_netns: str | None) -> None:
+    """Under NSBRIDGE_SANDBOX_ONLY, refuse (one line) to act on the machine's own
+    network namespace or the default state root: a test that fell back to them would
+    make docker0 and rules on the machine itself."""
+    if not os.environ.get(SANDBOX_ONLY):
+        return
+    real = os.path.realpath(root)
+    if host_netns is None or not host_netns:
+        what = "the machine's own network namespace"
+    elif real == DEFAULT_ROOT or real.startswith(DEFAULT_ROOT + "/"):
+        what = f"the default state root {DEFAULT_ROOT}"
+    else:
+        try:  # a name under /run/netns bound to the machine's namespace is that namespace
+            a, b = os.stat(f"/run/netns/{host_netns}"), os.stat("/proc/1/ns/net")
+            same = (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+        except OSError:
+            same = False
+        if not same:
+            return
+        what = f"the machine's own network namespace (/run/netns/{host_netns} is it)"
+    raise PermissionDenied(f"refusing to act on {what}: {SANDBOX_ONLY} is set (a sandbox only: "
+                           "give --host-netns NAME and --root DIR, or NSBRIDGE_HOST_NETNS and NSBRIDGE_ROOT)")
 
 
 @record
@@ -27,6 +54,7 @@ class Host:
             or any(ch.isspace() for ch in host_netns) or host_netns in (".", "..")
         ):
             raise InvalidArgument(f"invalid host namespace name: {host_netns!r}")
+        refuse_machine(root, host_netns)
         return cls(os.path.abspath(root), host_netns)
 
     # -- paths ---------------------------------------------------------------

@@ -144,7 +144,7 @@ class ReconcileOps:
             if name not in live_ns:
                 _kill_all(ns.pids_in_netns(ns.netns_path(name)))
                 self.lock.note(f"netns {name}")
-                ns.remove_netns(name)
+                ns.remove_netns(name, devices_first=True)  # its veths gone before the links are read below
                 report.append(f"removed stray network namespace {name}")
         net_ids = {n.id for n in nets}
         eps = self.store.all_endpoints()

@@ -135,10 +135,14 @@ def create_netns(name: str, inside: Callable[[], None] | None = None) -> None:
     request_done()
 
 
-def remove_netns(name: str) -> bool:
-    """Unmount and unlink; the kernel destroys the namespace (and its veths)
-    once no process holds it. Already gone counts as success."""
+def remove_netns(name: str, devices_first: bool = False) -> bool:
+    """Unmount and unlink; the kernel frees the namespace (and its veths) once
+    nothing holds it, in the background. DEVICES_FIRST: its devices are deleted
+    now (flush_devices), for one container going while its networks stay.
+    Already gone counts as success."""
     path = netns_path(name)
+    if devices_first:
+        flush_devices(path)
     existed = False
     try:
         umount(path, MNT_DETACH)
@@ -206,26 +210,48 @@ def netns_inode(path: str) -> int:
     return os.stat(path).st_ino
 
 
-def netns_mark(path: str) -> str:
-    """The alias of loopback in the namespace at PATH (its owner's mark,
-    engine/owner.py), "" if none or if PATH is not a namespace. One raw
-    RTM_GETLINK, without pyroute2 (its import costs ~100 ms, and `rm` or
-    reconcile read the mark of every namespace they look at)."""
+def _rtnl_socket(path: str):
+    """A raw rtnetlink socket bound in the namespace at PATH (None if PATH is not
+    one). Raw requests, without pyroute2: its import costs ~100 ms, and `rm` or
+    reconcile only need a few fixed messages."""
     import socket
-    import struct
 
     try:
         with in_netns(path):
             sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)  # NETLINK_ROUTE
     except OSError:
+        return None
+    sock.settimeout(10)
+    return sock
+
+
+def _ifinfo(msg_type: int, flags: int, seq: int, index: int) -> bytes:
+    """nlmsghdr + ifinfomsg (family, type, INDEX, flags, change): 32 bytes."""
+    import struct
+
+    return struct.pack("=LHHLL", 32, msg_type, flags, seq, 0) + struct.pack("=BxHiII", 0, 0, index, 0, 0)
+
+
+_RTM_NEWLINK, _RTM_DELLINK, _RTM_GETLINK = 16, 17, 18
+_NLM_REQUEST, _NLM_ACK, _NLM_DUMP = 1, 4, 0x300
+_NLMSG_ERROR, _NLMSG_DONE = 2, 3
+_IFF_LOOPBACK = 0x8
+
+
+def netns_mark(path: str) -> str:
+    """The alias of loopback in the namespace at PATH (its owner's mark,
+    engine/owner.py), "" if none or if PATH is not a namespace. One raw
+    RTM_GETLINK (`rm` and reconcile read the mark of every namespace they look at)."""
+    import struct
+
+    sock = _rtnl_socket(path)
+    if sock is None:
         return ""
     with sock:
-        sock.settimeout(10)
-        # nlmsghdr (RTM_GETLINK 18, NLM_F_REQUEST) + ifinfomsg for index 1 (lo)
-        sock.send(struct.pack("=LHHLL", 32, 18, 1, 1, 0) + struct.pack("=BxHiII", 0, 0, 1, 0, 0))
+        sock.send(_ifinfo(_RTM_GETLINK, _NLM_REQUEST, 1, 1))  # loopback: index 1
         buf = sock.recv(65536)
     length, msg_type = struct.unpack_from("=LH", buf, 0)
-    if msg_type != 16:  # RTM_NEWLINK: the answer (else NLMSG_ERROR)
+    if msg_type != _RTM_NEWLINK:  # the answer (else NLMSG_ERROR)
         return ""
     off = 32
     while off + 4 <= min(length, len(buf)):
@@ -236,6 +262,51 @@ def netns_mark(path: str) -> str:
             return buf[off + 4 : off + alen].split(b"\0", 1)[0].decode(errors="replace")
         off += (alen + 3) & ~3
     return ""
+
+
+def flush_devices(path: str) -> int:
+    """Delete every device but loopback in the namespace at PATH, now; returns
+    how many went. A veth goes with its peer in the same request, so a removed
+    container leaves no host end on the bridge: left to the kernel, the pair
+    would go only when the namespace is freed, which is asynchronous (seconds
+    under load: the kernel frees namespaces in batches) and waits for every
+    socket still inside (a resolver closing the container's 127.0.0.11 ones).
+    Until then the old port still answers ARP and ping for an address IPAM
+    may already have given, with the same MAC, to a new container (as Docker,
+    which deletes the veth itself). Each deletion costs the kernel 15-30 ms."""
+    import struct
+
+    sock = _rtnl_socket(path)
+    if sock is None:
+        return 0
+    with sock:
+        sock.send(_ifinfo(_RTM_GETLINK, _NLM_REQUEST | _NLM_DUMP, 1, 0))
+        indexes: list[int] = []
+        done = False
+        while not done:
+            buf = sock.recv(65536)
+            off = 0
+            while off + 16 <= len(buf):
+                length, msg_type = struct.unpack_from("=LH", buf, off)
+                if msg_type in (_NLMSG_DONE, _NLMSG_ERROR) or length < 16:
+                    done = True
+                    break
+                if msg_type == _RTM_NEWLINK:
+                    index, flags = struct.unpack_from("=iI", buf, off + 20)
+                    if not flags & _IFF_LOOPBACK:
+                        indexes.append(index)
+                off += (length + 3) & ~3
+        gone = 0
+        for seq, index in enumerate(indexes, 2):
+            # deleted one by one: a request fails alone (the peer of a veth already went
+            # with it; the fallback tunnels some kernels put in every namespace stay)
+            sock.send(_ifinfo(_RTM_DELLINK, _NLM_REQUEST | _NLM_ACK, seq, index))
+            reply = sock.recv(65536)
+            if struct.unpack_from("=H", reply, 4)[0] == _NLMSG_ERROR and not struct.unpack_from("=i", reply, 16)[0]:
+                gone += 1
+    if gone:
+        request_done()
+    return gone
 
 
 def pids_in_netns(path: str) -> list[int]:

@@ -241,3 +241,44 @@ def test_restore_after_reboot(sb):
     assert ip_of(sb, "plain") == ips["plain"]
     assert sb.cli("exec", "plain", "ping", "-c1", "-W2", "always").returncode == 0
     assert_consistent(sb)
+
+
+def test_a_removed_namespace_takes_its_veths_at_once(sb):
+    """The kernel frees a removed namespace (and with it the veth pair) later, in the
+    background: seconds under load, and only once nothing holds it (a resolver closing a
+    container's 127.0.0.11 sockets). Held open here, as the kernel may still hold it:
+    `stop`, `rm` and the repair after a kill must leave no host end behind all the same
+    (seen before as `stray device vethXXXXXXX` in the crash test under load)."""
+    sb.cli("network", "create", "skynet", check=True)
+    sb.cli("run", "-d", "--name", "keeper", "--network", "skynet", "alpine", check=True)
+
+    def held(name: str) -> subprocess.Popen:
+        p = subprocess.Popen([sys.executable, "-c", "import os,sys,time; fd=os.open(sys.argv[1], os.O_RDONLY); "
+                              "print('held', flush=True); time.sleep(60)", f"/run/netns/{sb.name}-{name}"],
+                             stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline().strip() == "held"
+        return p
+
+    def veths() -> set[str]:
+        return {li["ifname"] for li in json.loads(sb.host_run("ip", "-j", "link", "show", "type", "veth", check=True).stdout)}
+
+    keeper = veths()
+    for how in (["stop", "-t", "0"], ["rm", "-f"], ["crash", "container.files"]):
+        if how[0] == "crash":
+            p = subprocess.run(sb.argv("run", "-d", "--name", "crash1", "--network", "skynet", "--", "sleep", "600"),
+                               env=dict(sb.env, NSBRIDGE_TEST_CRASH_AFTER=how[1]), capture_output=True, text=True,
+                               timeout=60)
+            assert p.returncode == 137, p.stderr
+            holder = held("crash1")
+            sb.cli("system", "reconcile", check=True)
+        else:
+            sb.cli("run", "-d", "--name", "crash1", "--network", "skynet", "alpine", check=True)
+            holder = held("crash1")
+            sb.cli(*how, "crash1", check=True)
+        try:
+            assert veths() == keeper, f"after {how[0]}: {sorted(veths() - keeper)} outlived the namespace"
+            assert_consistent(sb)
+        finally:
+            holder.kill()
+            holder.wait()
+        sb.cli("rm", "-f", "crash1")

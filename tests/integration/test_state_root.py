@@ -206,11 +206,11 @@ def tmpfs_box():
 
 
 def fill(path: str) -> None:
-    with open(path, "wb") as f:
-        with contextlib.suppress(OSError):
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
+    """Write until the disk is full. Unbuffered: a buffered file would raise ENOSPC
+    again at close, flushing what the full disk refused."""
+    with open(path, "wb", buffering=0) as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * 65536)
 
 
 def test_a_full_disk_one_line_and_nothing_changed(tmpfs_box):
