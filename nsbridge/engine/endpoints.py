@@ -3,8 +3,8 @@
 Bringing a container up: its netns (unless it shares one), an address per
 network (its --ip, else its previous one if free, else the lowest free),
 each endpoint's interface made in place by its network's driver (a veth, a
-macvlan), its /etc files, its port rules. Releasing: the interfaces deleted and
-the netns removed, addresses freed, rules gone.
+macvlan), its /etc files, its port rules. Releasing: the namespace's devices
+deleted and the netns removed, addresses freed, rules gone.
 """
 from __future__ import annotations
 

@@ -39,8 +39,8 @@ def started(sb, name: str) -> dict[str, tuple[str, str]]:
 
 def leftovers(sb, h: Host) -> list[str]:
     """What of lab host H is still there: the namespaces marked as its engine's (never
-    guessed from a name: lab `lab-2`'s are not lab `lab`'s), its LAN (`<host>.lan`, made
-    for macvlan/ipvlan networks, unmarked), its processes, its state."""
+    guessed from a name: lab `lab-2`'s are not lab `lab`'s), the LAN `lab up` made for
+    it (`x-nsbridge.lan`), its processes, its state."""
     from nsbridge.sandbox import Sandbox
 
     mine = Sandbox(name=h.netns, root=h.root)
