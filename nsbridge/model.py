@@ -71,16 +71,19 @@ class IpamConfig:
 class Network:
     id: str
     name: str
-    driver: str  # bridge | host | null
+    driver: str  # a driver's name (nsbridge/drivers/): bridge | host | null | macvlan | ipvlan | overlay
     created: str
     ipam: IpamConfig | None = None
     internal: bool = False
     attachable: bool = False
     options: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
-    #: kernel device of a bridge network (docker0, br-<id12>, or the bridge.name option)
+    #: kernel device of a bridge network (docker0, br-<id12>, or the bridge.name option); "" for other drivers
     bridge: str = ""
     predefined: bool = False
+    #: a host device its driver made for it besides a bridge (macvlan/ipvlan: the 802.1Q
+    #: sub-interface or dummy parent), removed with it; "" when none
+    device: str = ""
 
     @property
     def short_id(self) -> str:
@@ -107,13 +110,38 @@ class Network:
         return int(v) if v else None
 
     @property
+    def caps(self):
+        """Its driver's capabilities (nsbridge/drivers/base.py)."""
+        from nsbridge import drivers
+
+        return drivers.of(self).caps
+
+    @property
+    def driver_egress(self) -> "tuple[str, dict[str, str]] | None":
+        """The local network its containers also join for egress and -p (drivers/base.py)."""
+        from nsbridge import drivers
+
+        return drivers.of(self).egress
+
+    @property
+    def scope(self) -> str:
+        """Docker's Scope: local, or global (a cluster store's network), its driver's."""
+        return self.caps.scope
+
+    @property
     def is_default_bridge(self) -> bool:
-        return self.predefined and self.driver == "bridge"
+        return self.predefined and self.caps.bridge
+
+    @property
+    def nat(self) -> bool:
+        """Its containers reach out through NAT, and published ports land on it."""
+        return self.caps.nat
 
     @property
     def has_dns(self) -> bool:
-        """User-defined bridges get an embedded resolver; the default bridge does not."""
-        return self.driver == "bridge" and not self.predefined
+        """User-defined networks whose driver says so get the embedded resolver
+        (bridge, macvlan, ipvlan); the default bridge does not."""
+        return self.caps.dns and not self.predefined
 
     def prefixlen(self) -> int:
         assert self.ipam is not None

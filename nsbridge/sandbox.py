@@ -103,3 +103,61 @@ class Sandbox:
 
     def __exit__(self, *exc) -> None:
         self.destroy()
+
+
+@record
+class Lan:
+    """A LAN for a sandbox host, playing the physical network a macvlan or ipvlan
+    network hangs off: a namespace NAME with a bridge `lan0` holding the LAN's
+    router/machine address (.1), and a veth into the sandbox host, where it is
+    `eth0` with the host's LAN address (.2). Addresses are the caller's (a
+    private range inside these namespaces only: nothing leaves them)."""
+
+    host_netns: str
+    name: str = field(default_factory=lambda: "nsbl" + secrets.token_hex(3))
+    prefix: str = "192.168.77"  # the LAN is PREFIX.0/24
+
+    @property
+    def subnet(self) -> str:
+        return f"{self.prefix}.0/24"
+
+    @property
+    def machine(self) -> str:
+        """The LAN machine (and router) in the LAN namespace."""
+        return f"{self.prefix}.1"
+
+    @property
+    def host_ip(self) -> str:
+        return f"{self.prefix}.2"
+
+    def up(self) -> "Lan":
+        steps = [
+            ["ip", "netns", "add", self.name],
+            ["ip", "-n", self.name, "link", "set", "lo", "up"],
+            ["ip", "-n", self.name, "link", "add", "lan0", "type", "bridge"],
+            ["ip", "-n", self.name, "addr", "add", f"{self.machine}/24", "dev", "lan0"],
+            ["ip", "-n", self.name, "link", "set", "lan0", "up"],
+            ["ip", "-n", self.name, "link", "add", "p-host", "type", "veth", "peer", "name", "eth0", "netns", self.host_netns],
+            ["ip", "-n", self.name, "link", "set", "p-host", "master", "lan0", "up"],
+            ["ip", "-n", self.host_netns, "addr", "add", f"{self.host_ip}/24", "dev", "eth0"],
+            ["ip", "-n", self.host_netns, "link", "set", "eth0", "up"],
+        ]
+        for cmd in steps:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+            if p.returncode != 0:
+                self.down()
+                raise RuntimeError(f"{' '.join(cmd)}: {p.stderr.strip()}")
+        return self
+
+    def run(self, *cmd: str, timeout: float = 30) -> subprocess.CompletedProcess:
+        """A command on the LAN machine."""
+        return subprocess.run(["ip", "netns", "exec", self.name, *cmd], capture_output=True, text=True, timeout=timeout)
+
+    def down(self) -> None:
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=30)
+
+    def __enter__(self) -> "Lan":
+        return self.up()
+
+    def __exit__(self, *exc) -> None:
+        self.down()

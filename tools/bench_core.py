@@ -1,7 +1,10 @@
 """Core benchmark (issue 3): the engine's control plane next to the same
 kernel work done by `ip -batch` in the same run, and whole-process CLI medians.
 
-  sudo .venv/bin/python tools/bench.py core [--sizes 1,10,100,500] [--runs 15]
+  sudo .venv/bin/python tools/bench.py core [--sizes 1,10,100,500] [--runs 15] [--macvlan 10]
+
+The last table is macvlan's row (tools/bench_macvlan.py): per-container cost on
+macvlan vs bridge, and TCP throughput to a LAN machine over macvlan vs bridge+NAT.
 
 Everything runs in a sandbox host of its own, removed at the end.
 """
@@ -222,6 +225,8 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="bench.py core")
     ap.add_argument("--sizes", default="1,10,100,500")
     ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--macvlan", type=int, default=10, metavar="N",
+                    help="containers per round in the macvlan vs bridge row (0: no macvlan row)")
     ap.add_argument(
         "--state-dir", default="/dev/shm" if os.path.isdir("/dev/shm") else None,
         help="where the sandbox's state root goes (default /dev/shm, a tmpfs: on these VMs the disk is "
@@ -235,6 +240,10 @@ def main(argv: list[str]) -> int:
     try:
         control_plane(sb, sizes)
         whole_process(sb, a.runs)
+        if a.macvlan:
+            from bench_macvlan import macvlan_rows
+
+            macvlan_rows(sb, n=a.macvlan)
     finally:
         for n in sizes:
             subprocess.run(["ip", "-batch", "-"], input="".join(f"netns del {sb.name}-b{i}\n" for i in range(n)),

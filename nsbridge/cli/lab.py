@@ -66,6 +66,15 @@ def cmd_up(a: argparse.Namespace, host: Host) -> int:
     if lab.sandboxed and not a.dry_run:
         lab.host.prepare_root()
         folder.remember(lab, project.name)
+        lan = folder.lan_of(lab)
+        if lan is not None and not os.path.exists(f"/run/netns/{lan.name}"):
+            from nsbridge.engine.views import Reader
+
+            with Reader(lab.host.root, lab.host.netns) as r:
+                r.ensure_ready()  # the sandbox host, for the LAN's veth to go into
+            lan.up()
+            _say(f"lab {project.name}: LAN {lan.subnet} in namespace {lan.name} (the LAN machine {lan.machine}), "
+                 f"the sandbox host's eth0 is on it ({lan.host_ip})")
     rc = compose.up(lab.host, project, detach=True, dry_run=a.dry_run)
     if lab.sandboxed and not a.dry_run:
         _say(f"lab {project.name} runs in sandbox host {lab.host.netns}: "
@@ -83,6 +92,7 @@ def cmd_down(a: argparse.Namespace, host: Host) -> int:
     state root): one step, whatever the lab's size. Otherwise `compose down`."""
     from nsbridge.compose import apply
     from nsbridge.engine.core import Engine
+    from nsbridge.lab import folder
 
     lab, project = _open(a, host)
     if not lab.sandboxed:
@@ -97,6 +107,10 @@ def cmd_down(a: argparse.Namespace, host: Host) -> int:
     with Reader(lab.host.root, lab.host.netns) as r:
         lines = apply.down_lines(r, project.name)
     Engine.reset(lab.host)
+    lan = folder.lan_of(lab)
+    if lan is not None and os.path.exists(f"/run/netns/{lan.name}"):
+        lan.down()
+        lines.append(f" \u2714 LAN {lan.name}  Removed")
     for line in lines:
         _say(line)
     _say(f" \u2714 Sandbox host {lab.host.netns}  Removed")

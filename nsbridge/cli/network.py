@@ -34,7 +34,7 @@ def add_parser(sub) -> None:
 
     c = nsub.add_parser("create", help="Create a network")
     c.add_argument("name")
-    c.add_argument("-d", "--driver", default="bridge")
+    c.add_argument("-d", "--driver", default="bridge")  # (drivers.DEFAULT: not imported on this path)
     c.add_argument("--subnet", action="append", default=[])
     c.add_argument("--gateway", action="append", default=[])
     c.add_argument("--ip-range", action="append", default=[])
@@ -90,13 +90,14 @@ def cmd_ls(a: argparse.Namespace, host: Host) -> int:
 
 
 def cmd_create(a: argparse.Namespace, host: Host) -> int:
+    from nsbridge import drivers
     from nsbridge.engine import validate
     from nsbridge.errors import InvalidArgument
 
     if a.ipv6:
         raise InvalidArgument("IPv6 networks are not supported by nsbridge yet")
-    if a.scope in ("swarm", "global") or a.ingress or a.driver == "overlay":
-        from nsbridge.engine.networks import NOT_IN_SWARM
+    if a.scope == "swarm" or a.ingress or (a.scope == "global" and drivers.get(a.driver).caps.scope != "global"):
+        from nsbridge.drivers.overlay import NOT_IN_SWARM
         from nsbridge.errors import Forbidden
 
         raise Forbidden(NOT_IN_SWARM)

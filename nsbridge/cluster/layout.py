@@ -147,6 +147,7 @@ class ClusterNetwork(_Json):
     ip_range: str = ""
     options: dict = field(default_factory=dict)
     labels: dict = field(default_factory=dict)
+    creator: str = ""  # the id of the host that created it (its reset removes it when unused)
 
 
 @record(frozen=True)

@@ -224,6 +224,34 @@ def reannounce(st, etcd: Etcd, m: Membership) -> tuple[int, list[str]]:
     return lease, conflicts
 
 
+# -- other hosts' endpoints, for this host's resolvers ----------------------------------
+#: cluster.remote:NETID/EPID -> the endpoint record (JSON), written by the watcher only
+REMOTE = "cluster.remote:"
+
+
+def put_remote(st, ep: layout.ClusterEndpoint, gone: bool = False) -> None:
+    with st.tx():
+        if gone:
+            st.delete_meta(f"{REMOTE}{ep.network_id}/{ep.id}")
+        else:
+            st.set_meta(f"{REMOTE}{ep.network_id}/{ep.id}", ep.to_json())
+
+
+def set_remote(st, eps: list[layout.ClusterEndpoint]) -> None:
+    """Make the recorded remote endpoints exactly EPS (one transaction, and
+    none when nothing changed: every write makes the resolvers reload)."""
+    want = {f"{REMOTE}{ep.network_id}/{ep.id}": ep.to_json() for ep in eps}
+    have = st.meta_items(REMOTE)
+    if want == have:
+        return
+    with st.tx():
+        for k in have.keys() - want.keys():
+            st.delete_meta(k)
+        for k, v in want.items():
+            if have.get(k) != v:
+                st.set_meta(k, v)
+
+
 def watcher_record(st) -> dict | None:
     v = st.get_meta(WATCHER)
     try:

@@ -73,7 +73,8 @@ class Registry:
                 raise InvalidArgument(f"gateway {gw} is not in subnet {sub}")
             rec = layout.ClusterNetwork(id=net_id, name=name, subnet=sub, gateway=gw, vni=int(vni),
                                         created=now_iso(), attachable=attachable, ip_range=ip_range or "",
-                                        options=dict(options or {}), labels=dict(labels or {}))
+                                        options=dict(options or {}), labels=dict(labels or {}),
+                                        creator=self.m.host_id)
             if not self.etcd.create(layout.network_key(name), rec.to_json()):
                 raise Conflict(f"network with name {name} already exists")
         except BaseException:

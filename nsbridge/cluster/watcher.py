@@ -14,7 +14,11 @@ It:
 - for every overlay network namespace present on this host, keeps vxlan0's FDB
   and neighbour entries equal to the endpoints of OTHER hosts on that network
   (kernel/overlay.py): added and removed per event, fully re-synced at start,
-  after a lost stream, and when an overlay namespace appears.
+  after a lost stream, and when an overlay namespace appears;
+- writes other hosts' endpoints (name, aliases, address) into this host's
+  state store (member.set_remote/put_remote), where the resolvers read them;
+- deletes keys under its lease that this host no longer announces (a
+  container removed while the store was away: collect()).
 One log line per start, stop, loss and return of the store, and peer change.
 """
 from __future__ import annotations
@@ -87,6 +91,7 @@ class Watcher:
         self.seen: set[str] = set()  # overlay_names() when last synced, less those that failed
         self.store_ok = True
         self.stopping = False
+        self.unannounced: set[tuple[str, str]] = set()  # (key, value) seen unannounced by the last collect()
 
     # -- lease ----------------------------------------------------------------------
     def keepalive(self) -> None:
@@ -120,7 +125,29 @@ class Watcher:
         for kv in kvs:
             self._put(kv.key, kv.value)
         self.sync_all()
+        member.set_remote(self.st, [ep for ep in self.endpoints.values() if ep.host != self.m.host_id])
         return rev
+
+    def collect(self) -> None:
+        """Delete the keys under this host's lease that it no longer announces
+        (a container removed while the store was away). A key counts only when
+        two passes in a row find it so: one being announced right now (put in
+        etcd, then recorded here) is never taken."""
+        try:
+            found: set[tuple[str, str]] = set()
+            announced = {k[len(member.ANNOUNCE):] for k in self.st.meta_items(member.ANNOUNCE)}
+            for prefix in (layout.ENDPOINTS, layout.IPAM):
+                kvs, _ = self.etcd.get_prefix(prefix)
+                found |= {(kv.key, kv.value) for kv in kvs if kv.lease == self.m.lease and kv.key not in announced}
+        except (ClusterUnavailable, ClusterError):
+            return
+        for key, value in found & self.unannounced:
+            try:
+                if self.etcd.delete_if(key, value):
+                    log(f"removed {key}: no longer announced by this host")
+            except (ClusterUnavailable, ClusterError):
+                return
+        self.unannounced = found - self.unannounced
 
     def _put(self, key: str, value: str) -> layout.ClusterEndpoint | None:
         if layout.parse_key(key)[0] != "endpoint":
@@ -181,6 +208,8 @@ class Watcher:
                 ep = self._put(ev.kv.key, ev.kv.value)
             if ep is None or ep.host == self.m.host_id:
                 continue
+            # the names of other hosts' containers, for this host's resolvers
+            member.put_remote(self.st, ep, gone=ev.type == "DELETE")
             path = self.overlays.get(ep.network_id)
             if path is None:
                 continue  # no local container on that network: nothing to program
@@ -206,6 +235,10 @@ class Watcher:
             now = time.monotonic()
             if now >= next_keepalive:
                 self.keepalive()
+                if self.store_ok:
+                    self.collect()
+                    if rev is not None:
+                        self.sync_all()  # the engine adds peers too, from what it read: converge on ours
                 next_keepalive = now + every
             if rev is None:
                 rev = self.snapshot()

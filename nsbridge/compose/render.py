@@ -3,6 +3,7 @@ normalised form: long port syntax, maps for environment and networks, every
 network with its engine name) and `compose ps`."""
 from __future__ import annotations
 
+from nsbridge import drivers
 from nsbridge.compose.model import Project, Service
 from nsbridge.record import asdict
 
@@ -15,7 +16,7 @@ def config_dict(p: Project) -> dict:
     for key in sorted(p.networks):
         n = p.networks[key]
         d: dict = {"name": n.name}
-        if n.driver != "bridge":
+        if n.driver != drivers.DEFAULT:
             d["driver"] = n.driver
         if n.driver_opts:
             d["driver_opts"] = dict(sorted(n.driver_opts.items()))

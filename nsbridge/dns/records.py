@@ -56,6 +56,9 @@ SQL_ENDPOINTS = (
     "   SELECT m.container_id FROM endpoints m WHERE m.network_id = ? AND m.ip IS NOT NULL))"
     " ORDER BY e.position, e.container_id"
 )
+#: other hosts' containers on overlay networks, as this host's cluster watcher records them
+#: (nsbridge/cluster/member.py REMOTE): names only, never queriers
+SQL_REMOTE = "SELECT value FROM meta WHERE key >= 'cluster.remote:' AND key < 'cluster.remote;' ORDER BY key"
 
 
 @record(frozen=True)
@@ -162,6 +165,22 @@ def load(conn: sqlite3.Connection, network_id: str) -> Snapshot:
         keys = [cname.lower(), cid[:12]]
         if aliases and aliases != "[]":
             keys += [a.lower() for a in json.loads(aliases) if isinstance(a, str)]
+        table = names.setdefault(nid, {})
+        for k in keys:
+            ips = table.setdefault(k, [])
+            if ip not in ips:
+                ips.append(ip)
+    for (value,) in conn.execute(SQL_REMOTE).fetchall():
+        try:
+            r = json.loads(value)
+            nid, cid, ip, cname = r["network_id"], r["container_id"], r["ip"], r["name"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        net_ = snap.nets.get(nid)
+        if net_ is None or not net_.dns or not isinstance(cname, str) or not isinstance(ip, str):
+            continue
+        snap.ptr.setdefault(nid, {})[ip] = f"{cname}.{net_.name}"
+        keys = [cname.lower(), str(cid)[:12]] + [a.lower() for a in r.get("aliases") or () if isinstance(a, str)]
         table = names.setdefault(nid, {})
         for k in keys:
             ips = table.setdefault(k, [])

@@ -71,6 +71,12 @@ class EngineBase:
         w = json.loads(self.store.get_meta("cluster.watcher") or "{}")
         return procs.alive(w.get("pid", 0), w.get("start", 0))
 
+    def _driver_env(self):
+        """Where this host is, for drivers whose networks reach beyond it (drivers/base.py Env)."""
+        from nsbridge.drivers.base import Env
+
+        return Env(self.store, self.host.netns, self.host.engine_id, self.host.device_group, self.host.entered)
+
     def network(self, ref: str) -> Network:
         n = self.store.find_network(ref)
         if n is None:

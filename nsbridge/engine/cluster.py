@@ -40,10 +40,20 @@ class ClusterOps:
             member.check_can_leave(self.store)
             self._stop_watcher()  # first: it must not put our keys back after the revoke
             try:
-                return member.leave(self.store, force=force)
+                m = member.leave(self.store, force=force)
             except BaseException:
                 self._ensure_watcher()
                 raise
+            # this host's copies of the cluster's networks (none has a container here: leave
+            # was refused otherwise) go with the membership, and their resolvers
+            for net in self.store.networks():
+                if net.scope != "local":
+                    self._stop_resolver(net.id)
+                    with self.store.tx():
+                        for e in self.store.endpoints_on(net.id):
+                            self.store.delete_endpoint(e.container_id, e.network_id)
+                        self.store.delete_network(net.id)
+            return m
 
     def cluster_info(self: "Engine") -> dict | None:
         """What `system info` shows: the store, this host's advertise address
@@ -155,9 +165,28 @@ def reset_cluster(host: "Host") -> list[str]:
         try:
             with host.entered(), m.client(timeout=2) as etcd:
                 etcd.revoke(m.lease)
-            report.append(f"left the cluster store at {m.store} (this host's keys removed)")
+                report.append(f"left the cluster store at {m.store} (this host's keys removed)")
+                report += _remove_unused_networks(etcd, st, m)
         except (ClusterUnavailable, ClusterError, OSError) as e:
             report.append(f"could not remove this host's keys from the cluster store ({e}): they expire in {m.ttl} s")
     finally:
         st.close()
+    return report
+
+
+def _remove_unused_networks(etcd, st, m: "Membership") -> list[str]:
+    """At reset: the cluster networks that no host has an endpoint on any more
+    go too, if this host created them or no other host is left in the store
+    (so that resetting every host leaves no key of ours)."""
+    from nsbridge.cluster import member
+    from nsbridge.cluster.registry import Registry
+
+    reg = Registry(etcd, st, m)
+    others = [h for h in member.hosts(etcd) if h.id != m.host_id]
+    busy = {e.network_id for e in reg.endpoints()}
+    report = []
+    for n in reg.networks():
+        if n.id not in busy and (n.creator == m.host_id or not others):
+            reg.remove_network(n.id)
+            report.append(f"removed overlay network {n.name} from the cluster store (no endpoint left)")
     return report

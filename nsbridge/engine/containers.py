@@ -9,7 +9,8 @@ import shutil
 import subprocess
 from typing import TYPE_CHECKING
 
-from nsbridge import procs
+from nsbridge import drivers, procs
+from nsbridge.drivers import host as host_driver, null as null_driver
 from nsbridge.engine import validate
 from nsbridge.engine.endpoints import EndpointOps
 from nsbridge.engine.names import random_name
@@ -175,12 +176,9 @@ class ContainerOps(EndpointOps):
             c.network_mode = "default" if mode.mode == "default" else mode.names[0]
             for i, ref in enumerate(mode.names):
                 net = self.network(ref)
-                if net.driver == "host":
-                    raise InvalidArgument("container cannot be disconnected from host network or connected to host network")
-                if net.driver == "null":
-                    raise InvalidArgument(
-                        "container cannot be connected to multiple networks with one of the networks in private (none) mode"
-                    )
+                drv = drivers.of(net)
+                if not drv.caps.endpoints:  # host, none: network modes, not networks to join
+                    raise InvalidArgument(drv.refusal)
                 att = mode.attachments.get(ref) or validate.Attachment(ref)
                 ip = att.ip or (spec.ip if i == 0 else None)
                 if ip and net.is_default_bridge:
@@ -196,6 +194,7 @@ class ContainerOps(EndpointOps):
                 eps.append(Endpoint(cid, net.id, i, ip_requested=ip, aliases=aliases))
             if spec.links and not all(self.network(r).is_default_bridge for r in mode.names[:1]):
                 raise InvalidArgument("links are only supported for containers on the default bridge network")
+            self._egress_for(eps, cid)
         self._ports_prepare(spec, c)
         return c, eps
 
@@ -427,12 +426,13 @@ class ContainerOps(EndpointOps):
         with self._session() as k:
             net = self.network(net_ref)
             c = self.container(ctr_ref)
-            if net.driver == "host" or c.network_mode == "host":
-                raise Forbidden("container cannot be disconnected from host network or connected to host network")
-            if net.driver == "null" or c.network_mode == "none":
-                raise Forbidden(
-                    "container cannot be connected to multiple networks with one of the networks in private (none) mode"
-                )
+            drv = drivers.of(net)
+            if c.network_mode == "host":
+                raise Forbidden(host_driver.REFUSAL)
+            if not drv.caps.endpoints:
+                raise Forbidden(drv.refusal)
+            if c.network_mode == "none":
+                raise Forbidden(null_driver.REFUSAL)
             if c.network_mode.startswith("container:"):
                 raise Forbidden("container sharing network namespace with another container cannot be connected to a network")
             # the endpoint settings first, as Docker's daemon validates them before it makes the endpoint
@@ -477,14 +477,14 @@ class ContainerOps(EndpointOps):
             c = self.store.find_container(ctr_ref)
             if c is None:
                 raise NotFound(f"No such container: {ctr_ref}")
-            if net.driver == "host" or c.network_mode == "host":
-                raise Forbidden("container cannot be disconnected from host network or connected to host network")
+            if c.network_mode == "host" or not drivers.of(net).detachable:
+                raise Forbidden(host_driver.REFUSAL)
             ep = next((e for e in self.store.endpoints_of(c.id) if e.network_id == net.id), None)
             if ep is None:
                 raise Conflict(f"container {c.id} is not connected to network {net.name}")
             before = self._dns_owner(self.store.endpoints_of(c.id)) if c.running else None
             if c.running and ep.ip and c.netns:
-                self._detach_one(k, c, ep)
+                self._detach_one(k, c, ep, net)
                 checkpoint("endpoint.remove")
                 self._ports_teardown_endpoint(k, c, ep)
             with self.store.tx():

@@ -45,13 +45,16 @@ class Kernel:
     netlink at all (a namespace is removed by unmounting it).
     """
 
-    def __init__(self, fw: "Firewall", group: int = 0) -> None:
+    def __init__(self, fw: "Firewall", group: int = 0, env=None) -> None:
         self.fw = fw
         self.group = group  # the engine's device group (engine/owner.py)
+        self.env = env  # where this host is, for drivers reaching beyond it (drivers/base.py Env)
         self._link = None
         self._procsys = None
         #: the session's connections to resolvers' control sockets, by network id (engine/embedded_dns.py)
         self.dns: dict[str, "Control"] = {}
+        self._held: dict[str, object] = {}
+        self._stack: contextlib.ExitStack | None = None
 
     @property
     def procsys(self) -> "ProcSys":
@@ -61,6 +64,15 @@ class Kernel:
 
             self._procsys = ProcSys()
         return self._procsys
+
+    def hold(self, key: str, open_cm):
+        """What OPEN_CM() opens (a connection), opened once per session under KEY
+        and closed with it: a driver's steps and their undos share it."""
+        if key not in self._held:
+            if self._stack is None:
+                self._stack = contextlib.ExitStack()
+            self._held[key] = self._stack.enter_context(open_cm())
+        return self._held[key]
 
     @property
     def link(self) -> "NsLink":
@@ -83,6 +95,9 @@ class Kernel:
             return False
 
     def close(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+            self._stack, self._held = None, {}
         if self._link is not None:
             self._link.close()
             self._link = None
@@ -127,7 +142,7 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOp
             with self.host.entered():
                 from nsbridge.kernel.firewall import Firewall
 
-                self._k = Kernel(Firewall(), self.host.device_group)
+                self._k = Kernel(Firewall(), self.host.device_group, self._driver_env())
                 self._depth = 1
                 try:
                     self._ensure_host(self._k)
@@ -203,14 +218,15 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOp
         if self.store.get_meta("initialized") != "1":
             self._host_sysctls()
             self._init_predefined(k)
-        nets = [n for n in self.store.networks() if n.driver == "bridge"]
-        # one netlink get per bridge: a dump would grow with every veth on the host
-        missing = [n for n in nets if not k.has_link(n.bridge)]
+        from nsbridge import drivers
+
+        # each driver checks its own objects (a bridge: one ioctl, no dump of every veth)
+        missing = [n for n in self.store.networks() if drivers.of(n).missing(k, n)]
         if missing:
             self._host_sysctls()
             k.fw.ensure_base()
             for n in missing:
-                log.info("restoring network %s (bridge %s missing)", n.name, n.bridge)
+                log.info("restoring network %s (driver %s: its kernel objects are missing)", n.name, n.driver)
                 self._restore_network(k, n)
             self._reap(k, full=True)  # after a reboot the containers' namespaces are gone too
             for line in self._restart_by_policy():

@@ -2,8 +2,9 @@
 
 Bringing a container up: its netns (unless it shares one), an address per
 network (its --ip, else its previous one if free, else the lowest free),
-veth pairs made in place, its /etc files, its port rules. Releasing: the
-veths deleted and the netns removed, addresses freed, rules gone.
+each endpoint's interface made in place by its network's driver (a veth, a
+macvlan), its /etc files, its port rules. Releasing: the namespace's devices
+deleted and the netns removed, addresses freed, rules gone.
 """
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import contextlib
 import os
 from typing import TYPE_CHECKING
 
+from nsbridge import drivers
 from nsbridge.dns import embedded
 from nsbridge.engine import files
 from nsbridge.engine import owner as ownership  # (`owner` below is the endpoint whose resolver answers)
 from nsbridge.engine.embedded_dns import EmbeddedDnsOps
 from nsbridge.engine.plan import Plan
 from nsbridge.ipam import allocator
-from nsbridge.model import Container, Endpoint, Network, mac_for
+from nsbridge.model import Container, Endpoint, Network
 
 if TYPE_CHECKING:
     from nsbridge.engine.core import Engine, Kernel
@@ -35,12 +37,10 @@ class EndpointOps(EmbeddedDnsOps):
         return (self.store.taken_ips(net.id) if live is None else live) | set(net.ipam.aux_addresses.values())
 
     def _assign_ip(self: "Engine", net: Network, ep: Endpoint, fresh: set[str], container: str) -> str:
-        """An address for a new endpoint of CONTAINER, if the bridge has room for it."""
-        from nsbridge.drivers import bridge as drv
-
+        """An address for a new endpoint of CONTAINER, if the network has room for it."""
         assert net.ipam is not None
         live = self.store.taken_ips(net.id)
-        drv.check_room(net, len(live), container)
+        drivers.of(net).admit(net, len(live), container)
         taken = self._taken_ips(net, live) | fresh
         if ep.ip_requested:
             return allocator.check_requested(net.ipam.subnet, net.ipam.gateway, ep.ip_requested, taken)
@@ -54,7 +54,7 @@ class EndpointOps(EmbeddedDnsOps):
 
     def _bring_up(self: "Engine", plan: Plan, k: "Kernel", c: Container, eps: list[Endpoint]) -> list[Endpoint]:
         """Create the container's netns and endpoints; returns the live endpoints."""
-        from nsbridge.drivers import bridge as drv
+        from nsbridge.drivers.base import Join
         from nsbridge.kernel import netlink, ns
 
         if c.network_mode == "host" or c.network_mode.startswith("container:"):
@@ -63,7 +63,7 @@ class EndpointOps(EmbeddedDnsOps):
         eid = self.host.engine_id
         ownership.refuse_taken(c.netns, eid)  # a leftover of ours, or someone else's: never reused
         nets = [self.store.network(ep.network_id) for ep in eps]
-        bridged = [(ep, net) for ep, net in zip(eps, nets) if net.driver == "bridge"]
+        attached = [(ep, net) for ep, net in zip(eps, nets) if drivers.of(net).caps.endpoints]
         self.lock.note(f"netns {c.netns}")
         with ns.returning():
             ctr, fd = plan.step(
@@ -76,22 +76,19 @@ class EndpointOps(EmbeddedDnsOps):
         try:
             fresh: set[str] = set()
             first_gw = True
-            for ep, net in bridged:
-                ip = self._assign_ip(net, ep, fresh, c.name)
-                fresh.add(ip)
-                ep.ip = ip
-                ep.last_ip = ip
-                ep.mac = c.endpoint_macs.get(net.id) or mac_for(ip)
+            for ep, net in attached:
                 ep.endpoint_id = new_endpoint_id()
-                ep.ifname = f"eth{len(live)}"
-                ep.host_ifname = "veth" + ep.endpoint_id[:7]
-                default_route = first_gw and not net.internal
+                ip = self._address(plan, k, net, ep, fresh, c.name)
+                fresh.add(ip)
+                self._name_endpoint(ep, net, ip, f"eth{len(live)}", c.endpoint_macs.get(net.id))
+                default_route = first_gw and not net.internal and net.caps.default_route
                 if default_route:
                     first_gw = False
-                drv.join(plan, k.link, ctr, fd, net, ep, default_route,
-                         ipv6_off_by_default=self.host.netns is not None, sysctls=c.endpoint_sysctls.get(net.id, ()))
+                drivers.of(net).join(plan, k, Join(k.link, ctr, fd, net, ep, default_route, self.host.netns is not None,
+                                                   c.endpoint_sysctls.get(net.id, ()), ns.netns_path(c.netns),
+                                                   c.id, c.name))
                 live.append(ep)
-            owner = next((ep for ep, net in bridged if net.has_dns), None)
+            owner = next((ep for ep, net in attached if net.has_dns), None)
             if owner is not None:
                 # 127.0.0.11:53 bound before the command starts: its first query waits there
                 socks = plan.step("container.dns", lambda: self._dns_bind(fd), self._dns_discard)
@@ -101,41 +98,61 @@ class EndpointOps(EmbeddedDnsOps):
             os.close(fd)
         return live
 
+    def _address(self: "Engine", plan: Plan, k: "Kernel", net: Network, ep: Endpoint, fresh: set[str],
+                 container: str) -> str:
+        """A new endpoint's address: from the engine's IPAM, or from its network's
+        driver when the driver keeps the addresses (overlay: the cluster store's)."""
+        drv = drivers.of(net)
+        if drv.caps.ipam == "driver":
+            return drv.assign(plan, k, net, ep)
+        return self._assign_ip(net, ep, fresh, container)
+
+    @staticmethod
+    def _name_endpoint(ep: Endpoint, net: Network, ip: str, ifname: str, mac: str | None) -> None:
+        """The live part of a new endpoint: its address, MAC (the driver's rule, MAC if
+        given), id (unless chosen already), interface inside, and the name of its host
+        end if the driver makes one."""
+        drv = drivers.of(net)
+        ep.ip = ep.last_ip = ip
+        ep.mac = drv.mac(ip, mac)
+        ep.endpoint_id = ep.endpoint_id or new_endpoint_id()
+        ep.ifname = ifname
+        ep.host_ifname = drv.host_end(ep.endpoint_id)
+
     def _attach_one(self: "Engine", plan: Plan, k: "Kernel", c: Container, ep: Endpoint, net: Network) -> None:
-        """`network connect` of a running container: one more veth, eth<N>."""
-        from nsbridge.drivers import bridge as drv
+        """`network connect` of a running container: one more interface, eth<N>."""
+        from nsbridge.drivers.base import Join
         from nsbridge.kernel import netlink, ns
 
         live = [e for e in self.store.endpoints_of(c.id) if e.ip]
         used = {e.ifname for e in live}
-        ep.ip = self._assign_ip(net, ep, set(), c.name)
-        ep.last_ip = ep.ip
-        ep.mac = mac_for(ep.ip)
+        ifname = next(f"eth{i}" for i in range(len(used) + 1) if f"eth{i}" not in used)
         ep.endpoint_id = new_endpoint_id()
-        ep.ifname = next(f"eth{i}" for i in range(len(used) + 1) if f"eth{i}" not in used)
-        ep.host_ifname = "veth" + ep.endpoint_id[:7]
+        self._name_endpoint(ep, net, self._address(plan, k, net, ep, set(), c.name), ifname, None)
         path = ns.netns_path(c.netns)
         ctr, fd = netlink.open_in_netns(path)
         try:
-            has_default = any(not self.store.network(e.network_id).internal for e in live)
-            drv.join(plan, k.link, ctr, fd, net, ep, default_route=not has_default and not net.internal,
-                     ipv6_off_by_default=self.host.netns is not None)
+            has_default = any(not n.internal and n.caps.default_route
+                              for n in (self.store.network(e.network_id) for e in live))
+            default_route = not has_default and not net.internal and net.caps.default_route
+            drivers.of(net).join(plan, k, Join(k.link, ctr, fd, net, ep, default_route, self.host.netns is not None,
+                                               netns=path, container_id=c.id, container_name=c.name))
         finally:
             ctr.close()
             os.close(fd)
 
-    def _detach_one(self: "Engine", k: "Kernel", c: Container, ep: Endpoint) -> None:
-        from nsbridge.drivers import bridge as drv
+    def _detach_one(self: "Engine", k: "Kernel", c: Container, ep: Endpoint, net: Network) -> None:
         from nsbridge.kernel import netlink, ns
 
         ctr, fd = netlink.open_in_netns(ns.netns_path(c.netns))
         try:
-            drv.leave(ctr, ep)
+            drivers.of(net).leave(ctr, ep)
+            self._released(k, c.id, [ep])
             # the default route went with it: take the next network's gateway
             rest = [e for e in self.store.endpoints_of(c.id) if e.ip and e.network_id != ep.network_id]
             for other in rest:
                 net = self.store.network(other.network_id)
-                if not net.internal and net.ipam is not None:
+                if not net.internal and net.ipam is not None and net.caps.default_route:
                     with contextlib.suppress(Exception):
                         ctr.set_default_route(net.ipam.gateway, other.ifname)
                     break
@@ -161,8 +178,23 @@ class EndpointOps(EmbeddedDnsOps):
             self.lock.note(f"netns {c.netns}")
             ns.remove_netns(c.netns, devices_first=True)
             checkpoint("container.netns-remove")
+        self._released(k, c.id, [e for e in self.store.endpoints_of(c.id) if e.ip])
         self._remove_port_rules(k, c)
         checkpoint("container.ports-remove")
+
+    def _released(self: "Engine", k: "Kernel", cid: str, eps: list[Endpoint]) -> None:
+        """Tell the drivers with a namespace per network (overlay) that these
+        endpoints of container CID are gone, and how many of this host's others
+        are left on each network (the last takes the namespace along)."""
+        by_net: dict[str, list[Endpoint]] = {}
+        for e in eps:
+            by_net.setdefault(e.network_id, []).append(e)
+        for nid, gone in by_net.items():
+            net = self.store.network(nid)
+            if not net.caps.netns:
+                continue
+            left = sum(1 for o in self.store.endpoints_on(nid) if o.ip and o.container_id != cid)
+            drivers.of(net).released(k.env, net, gone, left)
 
     # -- files ----------------------------------------------------------------------
     def _write_files(self: "Engine", c: Container, live: list[Endpoint]) -> None:

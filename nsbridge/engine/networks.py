@@ -5,9 +5,10 @@ import ipaddress
 import logging
 from typing import TYPE_CHECKING
 
+from nsbridge import drivers
 from nsbridge.engine import validate
 from nsbridge.engine.plan import Plan
-from nsbridge.errors import Conflict, Forbidden, NotFound, NsbridgeError, each
+from nsbridge.errors import Conflict, Forbidden, NsbridgeError, each
 from nsbridge.model import OPT_BRIDGE_NAME, PREDEFINED, IpamConfig, Network, new_id, now_iso
 
 if TYPE_CHECKING:
@@ -15,18 +16,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nsbridge")
 
-#: Docker's daemon, asked for a swarm-scoped network on a host that is in no swarm (nsbridge never is)
-NOT_IN_SWARM = (
-    'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" '
-    "to connect this node to swarm and try again."
-)
-
 
 class NetworkOps:
     def network_create(
         self: "Engine",
         name: str,
-        driver: str = "bridge",
+        driver: str = drivers.DEFAULT,
         subnet: str | None = None,
         gateway: str | None = None,
         ip_range: str | None = None,
@@ -36,21 +31,18 @@ class NetworkOps:
         labels: dict[str, str] | None = None,
         options: dict[str, str] | None = None,
     ) -> Network:
-        # 1. validate everything before touching anything
-        if driver in ("host", "null"):
-            raise Forbidden(f'only one instance of "{driver}" network is allowed')
-        if driver == "overlay":  # Docker's answer on a host that is not in a swarm
-            raise Forbidden(NOT_IN_SWARM)
-        if driver != "bridge":
-            raise NotFound(f'plugin "{driver}" not found')
+        # 1. validate everything before touching anything (the driver: its -o options)
+        drv = drivers.get(driver)
+        opts = drv.validate(dict(options or {}), internal)
         validate.network_name(name)
-        opts = validate.network_options(dict(options or {}))
         req = validate.ipam_request(subnet, gateway, ip_range, aux_addresses)
         with self._session() as k:
             # 2. under the lock: conflicts with what exists
             nets = self.store.networks()
             if any(n.name == name for n in nets):  # by name only: a hex name may also be an ID prefix
                 raise Conflict(f"network with name {name} already exists")
+            if drv.caps.ipam == "driver":  # made where its driver's networks live (overlay: the cluster store)
+                return self._claim_network(k, drv, name, req, internal, attachable, dict(labels or {}), opts, nets)
             used = [ipaddress.IPv4Network(n.ipam.subnet) for n in nets if n.ipam]
             if req.subnet is not None:
                 if any(req.subnet.overlaps(u) for u in used):
@@ -61,9 +53,7 @@ class NetworkOps:
 
                 sub = pick_pool(used + self._host_routes(k))
             net_id = new_id()
-            bridge = opts.get(OPT_BRIDGE_NAME) or f"br-{net_id[:12]}"
-            if bridge in {n.bridge for n in nets} or k.link.index(bridge) is not None:
-                raise Conflict(f"bridge name {bridge} is already in use by another interface")
+            bridge = (opts.get(OPT_BRIDGE_NAME) or f"br-{net_id[:12]}") if drv.caps.bridge else ""
             from nsbridge.ipam import allocator
 
             gw = req.gateway or allocator.default_gateway(sub, req.ip_range)
@@ -71,7 +61,7 @@ class NetworkOps:
             net = Network(
                 id=net_id,
                 name=name,
-                driver="bridge",
+                driver=driver,
                 created=now_iso(),
                 ipam=IpamConfig(
                     subnet=str(sub),
@@ -86,15 +76,65 @@ class NetworkOps:
                 labels=dict(labels or {}),
                 bridge=bridge,
             )
+            drv.check(k, net, nets)  # what exists: a device name taken, a parent in use, a kernel feature
             # 3. plan and apply with undo; 4. record in one transaction
             with Plan("network create") as plan:
-                from nsbridge.drivers import bridge as drv
-
                 k.fw.ensure_base()
-                drv.setup_network(plan, k.link, k.fw, net)
+                drv.create(plan, k, net)
                 resolver = self._start_resolver(plan, net) if net.has_dns else None
                 plan.commit("network.record", lambda: self._record_network(net, resolver))
             return net
+
+    def _claim_network(self: "Engine", k: "Kernel", drv, name: str, req, internal: bool, attachable: bool,
+                       labels: dict[str, str], opts: dict[str, str], nets: list[Network]) -> Network:
+        """A network whose driver makes its record (its subnet, its addresses):
+        claimed there, then this host's copy in the store."""
+        avoid = [str(r) for r in self._host_routes(k)] + [n.ipam.subnet for n in nets if n.ipam and n.scope == "local"]
+        with Plan("network create") as plan:
+            net = drv.claim(k, plan, name, req, internal, attachable, labels, opts, avoid)
+            drv.check(k, net, nets)
+            drv.create(plan, k, net)
+            resolver = self._start_resolver(plan, net) if net.has_dns else None
+            plan.commit("network.record", lambda: self._record_network(net, resolver))
+        return net
+
+    def network(self: "Engine", ref: str) -> Network:
+        """By name, ID or ID prefix: this host's networks, then those its drivers
+        know beyond it (a cluster store's), of which this host records a copy
+        when called in a session (a command about to use it)."""
+        n = self.store.find_network(ref)
+        if n is not None:
+            return n
+        env = self._driver_env()
+        for drv in drivers.every():
+            n = drv.find(env, ref) if drv.caps.scope != "local" else None
+            if n is None:
+                continue
+            if self._depth and self.store.find_network(n.name) is None:
+                assert self._k is not None
+                self._record_network(n, None)
+                self._ensure_resolvers(self._k)
+            return self.store.find_network(n.name) or n
+        from nsbridge.errors import NotFound
+
+        raise NotFound(f"network {ref} not found")
+
+    def _egress_for(self: "Engine", eps: list, cid: str) -> None:
+        """A container none of whose networks reaches out (NAT) but one of whose
+        networks' drivers names an egress network (overlay: docker_gwbridge, a
+        local bridge, made at first need) gets one more endpoint there: its way
+        out and its `-p`, as on Docker."""
+        from nsbridge.model import Endpoint
+
+        nets = [self.store.network(e.network_id) for e in eps]
+        if any(n.nat and not n.internal for n in nets):
+            return
+        egress = next((d.egress for d in map(drivers.of, nets) if d.egress), None)
+        if egress is None:
+            return
+        name, options = egress
+        gw = self.store.find_network(name) or self.network_create(name, options=dict(options))
+        eps.append(Endpoint(cid, gw.id, len(eps)))
 
     def _record_network(self: "Engine", net: Network, resolver) -> None:
         with self.store.tx():
@@ -103,10 +143,7 @@ class NetworkOps:
                 self.store.put_resolver(net.id, resolver.pid, resolver.pid_start, resolver.address, resolver.log)
 
     def _restore_network(self: "Engine", k: "Kernel", net: Network) -> None:
-        plan = Plan("network restore")
-        from nsbridge.drivers import bridge as drv
-
-        drv.setup_network(plan, k.link, k.fw, net)
+        drivers.of(net).restore(Plan("network restore"), k, net)
 
     def network_rm(self: "Engine", refs: list[str]) -> list[str]:
         """Remove several networks; report every failure, remove the rest."""
@@ -114,8 +151,6 @@ class NetworkOps:
             return each(refs, lambda ref: self._network_rm_one(k, self.network(ref)))
 
     def _network_rm_one(self: "Engine", k: "Kernel", net: Network) -> None:
-        from nsbridge.drivers import bridge as drv
-
         if net.predefined:
             raise Forbidden(f"{net.name} is a pre-defined network and cannot be removed")
         eps = self.store.endpoints_on(net.id)
@@ -126,10 +161,11 @@ class NetworkOps:
         from nsbridge.engine.plan import checkpoint
         from nsbridge.engine.signals import held
 
+        drivers.of(net).withdraw(k.env, net)  # where it lives beyond this host (or refused there)
         with held():  # a teardown is finished, not interrupted
             self._stop_resolver(net.id)
             checkpoint("network.resolver-stop")
-            errors = drv.teardown_network(k.link, k.fw, net)
+            errors = drivers.of(net).delete(k, net)
             checkpoint("network.teardown")
             with self.store.tx():
                 for e in eps:  # attachments of stopped containers go with the network
@@ -142,8 +178,8 @@ class NetworkOps:
         removed = []
         with self._session() as k:
             for net in self.store.networks():
-                if net.predefined or net.name in PREDEFINED:
-                    continue
+                if net.predefined or net.name in PREDEFINED or net.scope != "local":
+                    continue  # (a cluster's network is removed by name: other hosts may be using it)
                 if self.store.endpoints_on(net.id):
                     continue
                 self._network_rm_one(k, net)

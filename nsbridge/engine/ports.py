@@ -100,8 +100,11 @@ class PortOps:
             if ref in ("host", "none") or ref.startswith("container:"):
                 return None
             net = self.network(ref)
-            if net.driver == "bridge" and not net.internal:
+            if net.nat and not net.internal:
                 return net
+            egress = net.driver_egress
+            if egress is not None:  # through its driver's egress network (overlay: docker_gwbridge, made by now)
+                return self.store.find_network(egress[0])
         return None
 
     def _ports_held(self: "Engine", exclude: str, spans: list[tuple[str, int, int]],
@@ -144,7 +147,7 @@ class PortOps:
             if not ep.ip or ep.network_id == skip:
                 continue
             net = self.store.network(ep.network_id)
-            if net.driver == "bridge" and not net.internal:
+            if net.nat and not net.internal:
                 return ep, net
         return None
 

@@ -101,21 +101,22 @@ def _lock_notes(host: "Host") -> list[str]:
         return []
 
 
-def _stray_devices(links: list, group: int, net_ids: set[str], bridges: set[str],
+def _stray_devices(links: list, group: int, kinds: set[str], net_ids: set[str], net_devices: set[str],
                    live_eps: set[str]) -> list[tuple[object, str]]:
-    """Devices of this engine (its group) that no recorded object names: a
-    bridge of no network, the host end of a veth of no live endpoint, and one
-    killed between being made and being named (our group, no alias: a bridge
-    of a recorded network aside, which a restore was making)."""
+    """Devices of this engine (its group, of a kind some driver makes) that no
+    recorded object names: a network's device (a bridge, a VLAN parent) of no
+    network, an endpoint's (a veth's host end, a macvlan) of no live endpoint,
+    and one killed between being made and being named (our group, no alias: a
+    recorded network's device aside, which a restore was making)."""
     out = []
     for li in links:
-        if li.group != group or li.kind not in ("bridge", "veth"):
+        if li.group != group or li.kind not in kinds:
             continue
         if li.alias.startswith("nsbridge:"):
             oid = li.alias[len("nsbridge:"):]
-            if oid not in (net_ids if li.kind == "bridge" else live_eps):
+            if oid not in net_ids and oid not in live_eps:
                 out.append((li, ""))
-        elif li.kind == "veth" or li.name not in bridges:
+        elif li.name not in net_devices:
             out.append((li, " (made, never named: killed in between)"))
     return out
 
@@ -130,7 +131,7 @@ class ReconcileOps:
     def _repair(self: "Engine", k: "Kernel") -> list[str]:
         """The work of reconcile, inside a session; also run by any command
         that finds the previous one died holding the lock."""
-        from nsbridge.drivers.bridge import rules_for
+        from nsbridge import drivers
         from nsbridge.kernel import ns
         from nsbridge.kernel.firewall import FILTER_CHAINS, NAT_CHAINS, Rule, base_rules
 
@@ -138,7 +139,16 @@ class ReconcileOps:
         nets = self.store.networks()
         cs = self.store.containers()
         live_ns = {c.netns for c in cs if c.running and c.netns}
-        # (overlay namespaces are not the store's yet: made for cluster networks, removed by reset)
+        # a network's own namespace (overlay) lives while a container of this host is on it
+        from nsbridge.engine import owner
+
+        on_net = {e.network_id for c in cs if c.running for e in self.store.endpoints_of(c.id) if e.ip}
+        for name, m in owner.marked(self.host.engine_id, self.host.netns + "-" if self.host.netns else "",
+                                    ("overlay",)).items():
+            if m.what not in on_net:
+                self.lock.note(f"netns {name}")
+                ns.remove_netns(name)
+                report.append(f"removed network namespace {name} (no container of this host on its network)")
         for name in _our_netns(self.host):
             if name not in live_ns:
                 _kill_all(ns.pids_in_netns(ns.netns_path(name)))
@@ -149,14 +159,19 @@ class ReconcileOps:
         eps = self.store.all_endpoints()
         live_eps = {e.endpoint_id for e in eps if e.ip}
         links = k.link.links()
-        for li, why in _stray_devices(links, k.group, net_ids, {n.bridge for n in nets}, live_eps):
+        devices = {n.id: drivers.of(n).devices(n) for n in nets}
+        for li, why in _stray_devices(links, k.group, drivers.host_kinds(), net_ids,
+                                      {d for ds in devices.values() for d in ds}, live_eps):
             k.link.delete_link(li.name)
             report.append(f"removed stray {li.kind} {li.name}{why}")
         named = {li.name for li in links if li.alias.startswith("nsbridge:")}
+        ours = {li.name: li for li in links if li.group == k.group}
         for n in nets:
-            if n.driver == "bridge" and n.bridge not in named and any(li.name == n.bridge and li.group == k.group for li in links):
-                k.link.name_device(n.bridge, "nsbridge:" + n.id)  # restored, then killed before it was named
-                report.append(f"named bridge {n.bridge} of network {n.name}")
+            for dev in devices[n.id]:
+                if dev not in named and dev in ours:
+                    k.link.name_device(dev, "nsbridge:" + n.id)  # restored, then killed before it was named
+                    report.append(f"named {ours[dev].kind} {dev} of network {n.name}")
+        report += self._stray_in_containers(k, cs, nets, eps)
         running = {c.id: c for c in cs if c.running}
         present_links = {li.name for li in links}
         # endpoints that must not hold addresses (stopped containers), and disconnects that
@@ -176,8 +191,7 @@ class ReconcileOps:
         # firewall: exactly base + networks + published ports
         expected: list[Rule] = list(base_rules())
         for n in nets:
-            if n.driver == "bridge":
-                expected += rules_for(n)
+            expected += drivers.of(n).rules(n)
         expected += self._expected_port_rules()
         want = {r.key() for r in expected}
         present, _chains = k.fw.present()
@@ -215,6 +229,47 @@ class ReconcileOps:
                 if d not in known:
                     shutil.rmtree(os.path.join(cdir, d), ignore_errors=True)
                     report.append(f"removed files of unrecorded container {d[:12]}")
+        return report
+
+    def _stray_in_containers(self: "Engine", k: "Kernel", cs: list, nets: list, eps: list) -> list[str]:
+        """Interfaces a driver makes inside containers (a macvlan: no host end that
+        the host's devices would show) carry the engine's group and `nsbridge:<endpoint
+        id>`: one of no live endpoint was made by a `connect` killed before it was
+        recorded; a live endpoint whose interface is gone, by a `disconnect` killed
+        before it was forgotten. Running containers' namespaces are read only while
+        a network of such a driver exists."""
+        from nsbridge import drivers
+        from nsbridge.kernel import netlink, ns
+
+        kinds = {n.id: drivers.of(n).caps.container_kinds for n in nets}
+        every = {kind for ks in kinds.values() for kind in ks}
+        if not every:
+            return []
+        live = {e.endpoint_id for e in eps if e.ip}
+        report: list[str] = []
+        finish = []
+        for c in cs:
+            if not c.running or not c.netns or not ns.netns_exists(c.netns):
+                continue
+            ctr, fd = netlink.open_in_netns(ns.netns_path(c.netns))
+            try:
+                links = ctr.links()
+                for li in links:
+                    oid = li.alias[len("nsbridge:"):] if li.alias.startswith("nsbridge:") else ""
+                    if li.group == k.group and li.kind in every and oid not in live:
+                        ctr.delete_link(li.name)
+                        report.append(f"removed stray {li.kind} {li.name} in container {c.name}")
+                names = {li.name for li in links}
+                finish += [e for e in eps if e.container_id == c.id and e.ip and kinds.get(e.network_id)
+                           and e.ifname not in names]
+            finally:
+                ctr.close()
+                os.close(fd)
+        if finish:
+            with self.store.tx():
+                for e in finish:
+                    self.store.delete_endpoint(e.container_id, e.network_id)
+                    report.append(f"finished disconnecting {e.container_id[:12]} from {e.network_id[:12]}")
         return report
 
     def _expected_port_rules(self: "Engine") -> list:
@@ -299,11 +354,14 @@ class ReconcileOps:
             from nsbridge.kernel.firewall import Firewall
             from nsbridge.kernel.netlink import NsLink
 
+            from nsbridge import drivers
+
+            kinds = drivers.host_kinds()
             link = NsLink()
             gone = 0
             for li in link.links():
                 oid = li.alias[len("nsbridge:"):] if li.alias.startswith("nsbridge:") else ""
-                if li.kind in ("bridge", "veth") and (li.group == host.device_group or oid in recorded):
+                if li.kind in kinds and (li.group == host.device_group or oid in recorded):
                     link.delete_link(li.name)
                     report.append(f"removed {li.kind} {li.name}")
                     gone += 1

@@ -14,18 +14,7 @@ import re
 
 from nsbridge.errors import Forbidden, InvalidArgument, NotFound
 from nsbridge.ipam.pools import CIDR_RE, parse_ip, parse_subnet
-from nsbridge.model import (
-    KNOWN_OPTIONS,
-    NAME_MAX,
-    NAME_RE,
-    OPT_BRIDGE_NAME,
-    OPT_HOST_BINDING,
-    OPT_ICC,
-    OPT_MASQ,
-    OPT_MTU,
-    PREDEFINED,
-    parse_bool,
-)
+from nsbridge.model import NAME_MAX, NAME_RE, PREDEFINED, parse_bool
 from nsbridge.record import field, record
 
 IFNAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}")
@@ -94,7 +83,7 @@ def hostname(name: str) -> str:
 
 
 # -- network options ---------------------------------------------------------------
-def _go_bool(key: str, value: str) -> None:
+def go_bool(key: str, value: str) -> None:
     if parse_bool(value) is None:
         raise InvalidArgument(
             f'failed to parse {key} value: {value} (strconv.ParseBool: parsing "{value}": invalid syntax)'
@@ -114,22 +103,18 @@ def mtu(key: str, value: str) -> int:
     return n
 
 
-def network_options(opts: dict[str, str]) -> dict[str, str]:
-    for key, value in opts.items():
-        if key not in KNOWN_OPTIONS:
-            raise InvalidArgument(f"unknown network option {key} (known: {', '.join(KNOWN_OPTIONS)})")
-        if key == OPT_MTU:
-            mtu(key, value)
-        elif key in (OPT_ICC, OPT_MASQ):
-            _go_bool(key, value)
-        elif key == OPT_BRIDGE_NAME:
-            if not IFNAME_RE.fullmatch(value):
-                raise InvalidArgument(
-                    f"invalid {key} value: {value} (an interface name of 1-15 characters [a-zA-Z0-9_.-])"
-                )
-        elif key == OPT_HOST_BINDING:
-            parse_ip(value, f"{key} value")
-    return opts
+def network_options(opts: dict[str, str], driver: str = "bridge", internal: bool = False) -> dict[str, str]:
+    """The -o options of a network of DRIVER, checked by the driver (drivers/base.py)."""
+    from nsbridge import drivers
+
+    return drivers.get(driver).validate(dict(opts), internal)
+
+
+def ifname(key: str, value: str) -> str:
+    """An interface name given in an option (bridge.name, a parent)."""
+    if not IFNAME_RE.fullmatch(value):
+        raise InvalidArgument(f"invalid {key} value: {value} (an interface name of 1-15 characters [a-zA-Z0-9_.-])")
+    return value
 
 
 # -- addresses -------------------------------------------------------------------

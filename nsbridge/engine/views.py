@@ -17,7 +17,41 @@ class ViewOps(EngineBase):
 
     def network_ls(self: "Engine") -> list[Network]:
         self.ensure_ready()
-        return self.store.networks()
+        nets = self.store.networks()
+        beyond = self._networks_beyond()
+        if beyond is None:
+            return nets
+        # this host's copies of such networks give way to what their drivers say now
+        known = {n.id for n in beyond}
+        out = [n for n in nets if n.scope == "local" or n.id in known]
+        have = {n.id for n in out}
+        out += [n for n in beyond if n.id not in have]
+        return sorted(out, key=lambda n: n.name)
+
+    def _networks_beyond(self: "Engine", strict: bool = False) -> list[Network] | None:
+        """The networks drivers know beyond this host (a cluster store's); None when
+        there are none to ask, or they cannot be reached: then this host's copies
+        are all `ls` can show, and it says why (STRICT: the error is raised)."""
+        from nsbridge import drivers
+        from nsbridge.errors import NsbridgeError
+
+        out: list[Network] | None = None
+        env = self._driver_env()
+        for drv in drivers.every():
+            if drv.caps.scope == "local":
+                continue
+            try:
+                got = drv.known(env)
+            except NsbridgeError as e:
+                if strict:
+                    raise
+                import sys
+
+                sys.stderr.write(f"WARNING: {e}: {drv.name} networks as this host last saw them\n")
+                continue
+            if got is not None:
+                out = (out or []) + got
+        return out
 
     def ps(self: "Engine", all: bool = False) -> list[Container]:
         self.ensure_ready()
@@ -30,7 +64,12 @@ class ViewOps(EngineBase):
 
     def network_inspect(self: "Engine", ref: str) -> dict:
         self.ensure_ready()
-        n = self.network(ref)
+        n = self.store.find_network(ref)
+        if n is None:
+            n = next((b for b in self._networks_beyond(strict=True) or [] if b.name == ref or b.id.startswith(ref)),
+                     None)
+        if n is None:
+            raise NotFound(f"network {ref} not found")
         members: list[tuple[Container, Endpoint]] = []
         for e in self.store.endpoints_on(n.id):
             if e.ip:
@@ -48,13 +87,17 @@ class ViewOps(EngineBase):
                 "State": "running" if r and procs.alive(r[0], r[1]) else "stopped",
                 "Log": r[3] if r else "",
             }
-        if n.driver == "host":
-            for c in self.store.containers():
-                if c.network_mode == "host" and c.running:
-                    members.append((c, Endpoint(c.id, n.id, 0, endpoint_id=c.id, ip="")))
+        from nsbridge import drivers
+
+        drv = drivers.of(n)
+        if not drv.caps.endpoints:  # members by network mode (host)
+            members += drv.mode_members(n, self.store.containers())
         from nsbridge.render import inspect as render
 
-        return render.network(n, members, resolver)
+        out = render.network(n, members, resolver, drv.caps.scope, drv.inspect_options(n))
+        if drv.caps.scope != "local":
+            out.update(drv.inspect_fields(self._driver_env(), n))  # (overlay: Peers)
+        return out
 
     def _dns_served(self: "Engine") -> dict[str, int]:
         """Network id -> how many containers its resolver serves: each running

@@ -102,6 +102,33 @@ def _veth_add(name: str, peer: str, peer_mac: str, peer_netns_fd: int, master: i
     return _request(ifinfmsg(), RTM_NEWLINK, _CREATE, {"index": 0, "flags": flags, "change": flags}, attrs)
 
 
+def _sublink_add(kind: str, name: str, parent: int, data: list[tuple[str, object]], group: int,
+                 mac: str = "", netns_fd: int | None = None, mtu: int | None = None, vlan_id: int = 0) -> ifinfmsg:
+    """A device on a parent (IFLA_LINK): macvlan or ipvlan, made directly in another
+    namespace when NETNS_FD is given (the parent stays where it is), or an 802.1Q
+    sub-interface; with the owner's group, as every device nsbridge makes."""
+    attrs: list[tuple[str, object]] = [("IFLA_IFNAME", name), ("IFLA_LINK", parent), ("IFLA_GROUP", group)]
+    if mac:
+        attrs.append(("IFLA_ADDRESS", mac))
+    if netns_fd is not None:
+        attrs.append(("IFLA_NET_NS_FD", netns_fd))
+    if mtu:
+        attrs.append(("IFLA_MTU", mtu))
+    if vlan_id:
+        data = [*data, ("IFLA_VLAN_ID", vlan_id)]
+    info: list[tuple[str, object]] = [("IFLA_INFO_KIND", kind)]
+    if data:
+        info.append(("IFLA_INFO_DATA", {"attrs": data}))
+    attrs.append(("IFLA_LINKINFO", {"attrs": info}))
+    return _request(ifinfmsg(), RTM_NEWLINK, _CREATE, {"index": 0}, attrs)
+
+
+def _kind_add(kind: str, name: str, group: int) -> ifinfmsg:
+    """A device of KIND with no parent (a dummy), with the owner's group."""
+    attrs = [("IFLA_IFNAME", name), ("IFLA_GROUP", group), ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", kind)]})]
+    return _request(ifinfmsg(), RTM_NEWLINK, _CREATE, {"index": 0}, attrs)
+
+
 def _addr_add(index: int, ip: str, prefixlen: int, broadcast: str) -> ifaddrmsg:
     return _request(
         ifaddrmsg(), RTM_NEWADDR, _CREATE, {"family": socket.AF_INET, "prefixlen": prefixlen, "index": index},
@@ -119,6 +146,13 @@ def _default_route(gateway: str, oif: int) -> rtmsg:
 
 
 def _err(action: str, obj: str, e: NetlinkError) -> KernelError:
+    if e.code == errno.EOPNOTSUPP and action.startswith("create "):
+        from nsbridge.kernel import features
+
+        kind = action.split()[1]
+        option = features.OPTION_OF_KIND.get(kind)
+        if option:  # the kind's module is missing: say which kernel option
+            return KernelError(features.lacking(kind, option))
     if e.code == errno.EXFULL:
         return KernelError(
             f"failed to {action} {obj}: bridge port limit reached (the kernel allows 1023 ports per bridge)"
@@ -365,6 +399,40 @@ class NsLink:
             self.delete_link(host_ifname)
             raise failed from None
 
+    def add_sublink(self, kind: str, name: str, parent: str, data: list[tuple[str, object]], *, mac: str = "",
+                    netns_fd: int | None = None, mtu: int | None = None) -> None:
+        """A macvlan or ipvlan on PARENT (a device of this socket's namespace), made
+        directly inside the namespace NETNS_FD, already named (eth<N>) and with its
+        MAC: one request, no move. Its alias is written from inside, with its address."""
+        idx = self.index(parent)
+        if idx is None:
+            raise KernelError(f"failed to create {kind} {name}: parent {parent} not found")
+        try:
+            self._batch.send([_sublink_add(kind, name, idx, data, self.group, mac, netns_fd, mtu)])
+        except NetlinkError as e:
+            raise _err(f"create {kind}", f"{name} on {parent}", e) from None
+
+    def add_parent(self, kind: str, name: str, alias: str, link: str = "", vlan_id: int = 0) -> None:
+        """A network's own parent device in this namespace, up: an 802.1Q
+        sub-interface of LINK (kind vlan) or a dummy. Made with the owner's group,
+        then named and brought up (a second send: the kernel ignores an alias at creation)."""
+        if kind == "vlan":
+            idx = self.index(link)
+            if idx is None:
+                raise KernelError(f"failed to create vlan {name}: {link} not found")
+            msg = _sublink_add("vlan", name, idx, [], self.group, vlan_id=vlan_id)
+        else:
+            msg = _kind_add(kind, name, self.group)
+        try:
+            self._batch.send([msg])
+        except NetlinkError as e:
+            raise _err(f"create {kind}", name, e) from None
+        try:
+            self._batch.send([_set_alias(name, alias), _link_up(0, name)])
+        except NetlinkError as e:
+            self.delete_link(name)
+            raise _err("set up", name, e) from None
+
     def set_hairpin(self, ifname: str) -> None:
         """A container reaching its own published port through the host: DNAT
         sends the packet back out of the bridge port it came in on, which a
@@ -385,7 +453,7 @@ class NsLink:
                 self._bridges[bridge] = idx
         return idx
 
-    def configure_inside(self, ifname: str, ip: str, prefixlen: int, gateway: str | None) -> None:
+    def configure_inside(self, ifname: str, ip: str, prefixlen: int, gateway: str | None, alias: str = "") -> None:
         """Address, up, and (for the first network) the default route. One
         send: the kernel handles the requests in
         order and acks each (0.2 ms a request saved on pyroute2's path).
@@ -397,12 +465,27 @@ class NsLink:
             raise KernelError(f"failed to configure {ifname}: not found in container")
         broadcast = str(ipaddress.ip_network(f"{ip}/{prefixlen}", strict=False).broadcast_address)
         msgs = [_addr_add(idx, ip, prefixlen, broadcast), _link_up(idx)]
+        if alias:  # a device made inside (a macvlan) is named here, where it is
+            msgs.insert(0, _set_alias(ifname, alias))
         if gateway:
             msgs.append(_default_route(gateway, idx))
         try:
             self._batch.send(msgs)
         except NetlinkError as e:
             raise _err("configure", ifname, e) from None
+
+    def set_device_default_route(self, ifname: str) -> None:
+        """`ip route add default dev IFNAME` (ipvlan l3: no gateway to ARP for)."""
+        idx = self.index(ifname)
+        msg = _request(
+            rtmsg(), RTM_NEWROUTE, _CREATE,
+            {"family": socket.AF_INET, "dst_len": 0, "table": 254, "proto": 3, "scope": 253, "type": 1},
+            [("RTA_OIF", idx)],
+        )
+        try:
+            self._batch.send([msg])
+        except NetlinkError as e:
+            raise _err("set default route via", ifname, e) from None
 
     def set_default_route(self, gateway: str, ifname: str) -> None:
         idx = self.index(ifname)

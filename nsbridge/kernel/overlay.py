@@ -99,11 +99,13 @@ def underlay_mtu(address: str) -> int:
 
 
 def create_network_ns(host_netns: str | None, network_id: str, vni: int, gateway: str, prefixlen: int,
-                      local: str, mark: str, mtu: int | None = None) -> str:
+                      local: str, mark: str, mtu: int | None = None, group: int = 0) -> str:
     """Build the overlay namespace of a network with its br0 and vxlan0 (see the
     module docstring); on any failure remove what was made and raise
     KernelError. MARK: its owner's (engine/owner.py overlay_mark), written before
     the namespace has its name. MTU: the overlay's, default the underlay's less 50.
+    GROUP: the engine's device group, on vxlan0 from its creation in the host
+    namespace (a crash before the move leaves a device that reset finds by it).
     Returns the namespace's name."""
     name = netns_name(host_netns, network_id)
     alias = ALIAS_PREFIX + network_id
@@ -123,7 +125,8 @@ def create_network_ns(host_netns: str | None, network_id: str, vni: int, gateway
                     inner.close()
             try:
                 host.link("add", ifname=tmp, kind="vxlan", vxlan_id=vni, vxlan_port=VXLAN_PORT,
-                          vxlan_local=local, vxlan_learning=0, vxlan_proxy=1, mtu=mtu)
+                          vxlan_local=local, vxlan_learning=0, vxlan_proxy=1, mtu=mtu,
+                          **({"group": group} if group else {}))
             except NetlinkError as e:
                 if e.code == errno.EEXIST:
                     raise Conflict(f"failed to create vxlan device {tmp}: VXLAN ID {vni} (or the device name) "

@@ -79,6 +79,28 @@ def _up_on(host: Host, project: str) -> bool:
         st.close()
 
 
+def lan_of(lab: Lab):
+    """The LAN a sandboxed lab asks for (top-level `x-nsbridge: {lan: A.B.C.0/24}` in
+    its compose file: what macvlan and ipvlan networks hang off), as a
+    nsbridge.sandbox.Lan named `<sandbox host>.lan`; None when it asks for none."""
+    if not lab.sandboxed:
+        return None
+    from nsbridge.compose.load import parse_yaml
+    from nsbridge.errors import InvalidArgument
+    from nsbridge.sandbox import Lan
+
+    with open(lab.files[0], encoding="utf-8") as f:
+        doc = parse_yaml(f.read(), lab.files[0])
+    x = doc.get("x-nsbridge") if isinstance(doc, dict) else None
+    subnet = str(x.get("lan", "")) if isinstance(x, dict) else ""
+    if not subnet:
+        return None
+    a, dot, rest = subnet.rpartition(".")
+    if rest != "0/24" or len(a.split(".")) != 3 or not all(p.isdigit() and int(p) < 256 for p in a.split(".")):
+        raise InvalidArgument(f"x-nsbridge.lan: {subnet} is not an A.B.C.0/24 subnet")
+    return Lan(lab.host.netns, name=f"{lab.host.netns}.lan", prefix=a)
+
+
 INFO = "lab.json"  # in a lab's state root: its name and folder, for `lab ls`
 
 

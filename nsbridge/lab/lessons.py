@@ -7,12 +7,13 @@ from __future__ import annotations
 import os
 import shutil
 
+from nsbridge import drivers
 from nsbridge.errors import Conflict, NotFound
 from nsbridge.record import field, record
 
 LESSONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lessons")
 #: network drivers this nsbridge has (a lesson that needs another is listed, not offered)
-DRIVERS = ("bridge", "host", "null")
+DRIVERS = tuple(drivers.MODULES)
 
 
 @record

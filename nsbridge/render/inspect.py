@@ -9,7 +9,9 @@ from nsbridge.model import Container, Endpoint, Network
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
-def network(n: Network, members: list[tuple[Container, Endpoint]], resolver: dict[str, object] | None = None) -> dict:
+def network(n: Network, members: list[tuple[Container, Endpoint]], resolver: dict[str, object] | None = None,
+            scope: str = "local", options: dict[str, str] | None = None) -> dict:
+    """SCOPE and OPTIONS are the driver's (drivers/base.py: caps.scope, inspect_options)."""
     if n.ipam is not None:
         cfg: dict[str, object] = {"Subnet": n.ipam.subnet}
         if n.ipam.ip_range:
@@ -36,7 +38,7 @@ def network(n: Network, members: list[tuple[Container, Endpoint]], resolver: dic
         "Name": n.name,
         "Id": n.id,
         "Created": n.created,
-        "Scope": "local",
+        "Scope": scope,
         "Driver": n.driver,
         "EnableIPv6": False,
         "IPAM": {"Driver": "default", "Options": None if n.predefined else {}, "Config": configs},
@@ -46,7 +48,7 @@ def network(n: Network, members: list[tuple[Container, Endpoint]], resolver: dic
         "ConfigFrom": {"Network": ""},
         "ConfigOnly": False,
         "Containers": containers,
-        "Options": dict(n.options),
+        "Options": dict(n.options) if options is None else options,
         "Labels": dict(n.labels),
     }
     if resolver is not None:

@@ -71,7 +71,7 @@ def network_row(n: Network, no_trunc: bool = False) -> dict[str, object]:
         "Internal": "true" if n.internal else "false",
         "Labels": ",".join(f"{k}={v}" for k, v in n.labels.items()),
         "Name": n.name,
-        "Scope": "local",
+        "Scope": n.scope,
     }
 
 
@@ -108,7 +108,7 @@ def network_matches(n: Network, filters: list[str]) -> bool:
                 raise InvalidArgument(f"Invalid filter: 'type'='{bad[0]}'")  # Docker's text
             ok = any((v == "builtin") == n.predefined for v in values)
         elif k == "scope":
-            ok = "local" in values
+            ok = n.scope in values
         else:
             from nsbridge.errors import InvalidArgument
 

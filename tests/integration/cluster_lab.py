@@ -188,6 +188,18 @@ class Lab:
         return leaks
 
 
+@pytest.fixture
+def lab(request):
+    """A Lab of `request.param` hosts (3 unless parametrized); what it leaves is a failure."""
+    n = getattr(request, "param", 3)
+    lb = Lab(n)
+    try:
+        yield lb
+    finally:
+        leaks = lb.destroy()
+    assert not leaks, leaks
+
+
 def overlay_mark(sb: Sandbox, network_id: str) -> str:
     """The mark SB's engine writes on its overlay namespaces (so its reset finds them)."""
     from nsbridge.engine import owner

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 from nsbridge.sandbox import Sandbox
@@ -48,7 +49,9 @@ def _alias_links(sb) -> dict[str, str]:
             if li.get("ifalias", "").startswith("nsbridge:") and li["ifname"] != "lo"}
 
 
-def assert_consistent(sb) -> None:
+def assert_consistent(sb, foreign: tuple[str, ...] = ()) -> None:
+    """Store and kernel agree; FOREIGN: devices of the sandbox host that are not
+    nsbridge's (a LAN's eth0, the parent of macvlan networks)."""
     ps = sb.cli("ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}} {{.State}}", check=True).stdout.split("\n")
     running = {line.split()[1] for line in ps if line and line.split()[2] == "running"}
     # namespaces: exactly the running containers' (plus the sandbox host itself)
@@ -63,7 +66,7 @@ def assert_consistent(sb) -> None:
         assert oid in net_ids or oid in live_eps, f"stray device {name} ({alias})"
     # every device of the sandbox host is one of those: a device nothing names is a leak
     unnamed = [li["ifname"] for li in json.loads(sb.host_run("ip", "-j", "link", check=True).stdout)
-               if li["ifname"] != "lo" and not li.get("ifalias", "").startswith("nsbridge:")]
+               if li["ifname"] != "lo" and li["ifname"] not in foreign and not li.get("ifalias", "").startswith("nsbridge:")]
     assert not unnamed, f"devices no object names: {unnamed}"
     # and a running container has exactly one ethN per network it has an address on
     for cid in {line.split()[0] for line in ps if line and line.split()[2] == "running"}:
@@ -73,12 +76,19 @@ def assert_consistent(sb) -> None:
         want = sum(1 for n in info["NetworkSettings"]["Networks"].values() if n["IPAddress"])
         have = sb.cli("exec", cid, "ip", "-o", "link", check=True).stdout.count(": eth")
         assert have == want, f"{info['Name']}: {have} eth devices for {want} networks"
+        # devices made inside it (macvlan) name live endpoints
+        inside = json.loads(subprocess.run(["ip", "-n", f"{sb.name}-{info['Name'].lstrip('/')}", "-j", "link"],
+                                           capture_output=True, text=True, check=True).stdout)
+        for li in inside:
+            alias = li.get("ifalias", "")
+            if li["ifname"] != "lo" and alias.startswith("nsbridge:"):
+                assert alias.split(":", 1)[1] in live_eps, f"stray device {li['ifname']} in {info['Name']} ({alias})"
     for n in nets:
         if n["Driver"] == "bridge":
             dev = n["Options"].get("com.docker.network.bridge.name") or f"br-{n['Id'][:12]}"
             assert sb.host_run("ip", "link", "show", dev).returncode == 0, f"bridge of {n['Name']} missing"
     # resolvers: exactly one live process per user bridge
-    user_nets = [n for n in nets if n["Driver"] == "bridge" and n["Name"] != "bridge"]
+    user_nets = [n for n in nets if "NsbridgeResolver" in n]  # user networks whose driver has the DNS
     resolvers = [p for p in sb.processes() if "nsbridge.dns.server" in p]
     assert len(resolvers) == len(user_nets), resolvers
     # and the explicit check finds nothing left to do (rules included)

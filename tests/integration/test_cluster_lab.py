@@ -15,18 +15,8 @@ from nsbridge.cluster.registry import Registry
 from nsbridge.kernel import ns, overlay
 from nsbridge.model import mac_for
 from nsbridge.state.store import Store
-from tests.integration.cluster_lab import ETCD_ADDR, Lab, attach_container, build_overlay, in_ns, wait_for
-
-
-@pytest.fixture
-def lab(request):
-    n = getattr(request, "param", 3)
-    lb = Lab(n)
-    try:
-        yield lb
-    finally:
-        leaks = lb.destroy()
-    assert not leaks, leaks
+from tests.integration.cluster_lab import (ETCD_ADDR, attach_container, build_overlay, in_ns,  # noqa: F401
+                                          lab, wait_for)
 
 
 def info(sb) -> dict:

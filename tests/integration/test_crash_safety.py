@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from nsbridge.sandbox import Lan
 from tests.integration.helpers import assert_consistent, ip_of
 
 # operation -> (set-up commands, the command, its steps)
@@ -36,6 +37,18 @@ OPS = {
                    ["network", "disconnect", "skynet", "crash1"], ["endpoint.remove"]),
 }
 CASES = [(op, step) for op, (_s, _c, steps) in OPS.items() for step in steps]
+# macvlan (issue 12), on a LAN whose veth is the sandbox host's eth0: swept request by request
+MACVLAN = ["network", "create", "-d", "macvlan", "--subnet", "192.168.77.0/24", "--gateway", "192.168.77.1",
+           "--ip-range", "192.168.77.128/25", "-o", "parent=eth0", "crashnet"]
+MV_RUN = ["run", "-d", "--name", "crash1", "--network", "crashnet", "--", "sleep", "600"]
+MV_OPS = {
+    "macvlan create": ([], MACVLAN),
+    "macvlan run": ([MACVLAN], MV_RUN),
+    "macvlan connect": ([MACVLAN, ["run", "-d", "--name", "crash1", "alpine"]], ["network", "connect", "crashnet", "crash1"]),
+    "macvlan disconnect": ([MACVLAN, [*MV_RUN[:6], "--network", "bridge", "alpine"]],
+                           ["network", "disconnect", "crashnet", "crash1"]),
+    "macvlan rm": ([MACVLAN, MV_RUN], ["rm", "-f", "crash1"]),
+}
 
 
 @pytest.mark.slow
@@ -75,7 +88,7 @@ def _setup_keeper_and_peer(sb) -> None:
     sb.cli("run", "-d", "--name", "peer", "--network", "skynet", "alpine", check=True)
 
 
-def _repair_and_check(sb, alternate: int) -> None:
+def _repair_and_check(sb, alternate: int, foreign: tuple[str, ...] = ()) -> None:
     """The next mutating command repairs first (users need not know `reconcile`),
     or reconcile does; then store and kernel agree and what completed still works."""
     if alternate % 2:
@@ -83,44 +96,64 @@ def _repair_and_check(sb, alternate: int) -> None:
         sb.cli("rm", "-f", "probe", check=True)
     else:
         sb.cli("system", "reconcile", check=True)
-    assert_consistent(sb)
+    assert_consistent(sb, foreign)
     assert sb.cli("exec", "keeper", "ping", "-c1", "-W2", ip_of(sb, "peer")).returncode == 0
     assert sb.cli("exec", "keeper", "getent", "hosts", "peer").returncode == 0
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("op", [*OPS, *MV_OPS])
 def test_crash_at_every_kernel_request(sb, op):
     """Killed right after its N-th kernel request (a netlink send, a stage of
     making or removing a namespace), for N = 1, 2, ... until the command
     completes: every kill is repaired (a device made and not yet named, a
-    namespace made and not yet recorded), and the operation can be done again."""
-    setup, cmd, _steps = OPS[op]
+    namespace made and not yet recorded, a macvlan made inside a container and
+    not yet recorded), and the operation can be done again."""
+    setup, cmd = OPS[op][:2] if op in OPS else MV_OPS[op]
     _setup_keeper_and_peer(sb)
+    lan = Lan(sb.name).up() if op in MV_OPS else None
+    foreign = ("eth0",) if lan else ()
+    try:
+        if op == "macvlan create":  # on an existing parent it makes no device: kill it after each step instead
+            steps = ["network.resolver", "network.record"]
+            kills = _sweep(sb, op, setup, cmd, foreign, steps, lambda s: {"NSBRIDGE_TEST_CRASH_AFTER": s})
+            assert kills == len(steps)
+        kills = _sweep(sb, op, setup, cmd, foreign, itertools.count(1),
+                       lambda n: {"NSBRIDGE_TEST_CRASH_AT_REQUEST": str(n)})
+    finally:
+        if lan:
+            lan.down()
+    also = " (and after each of its steps)" if op == "macvlan create" else ""
+    print(f"{op}: killed at each of its {kills} kernel requests{also}, every kill repaired")
+    assert kills >= 1 or op == "macvlan create", f"{op} made no kernel request"
+
+
+def _sweep(sb, op: str, setup: list[list[str]], cmd: list[str], foreign: tuple[str, ...], points, kill_env) -> int:
+    """Kill CMD at each of POINTS (KILL_ENV gives the environment that kills it there) until
+    one completes; after each kill, repair, check, and do the operation again."""
     kills = 0
-    for n in itertools.count(1):
+    for n in points:
         for s in setup:
             sb.cli(*s, check=True)
-        env = dict(sb.env, NSBRIDGE_TEST_CRASH_AT_REQUEST=str(n))
+        env = dict(sb.env, **kill_env(n))
         p = subprocess.run(sb.argv(*cmd), env=env, capture_output=True, text=True, timeout=60)
         if p.returncode == 0:
             break
-        assert p.returncode == 137, f"{op}, killed at request {n}: {p.returncode} {p.stderr}"
+        assert p.returncode == 137, f"{op}, killed at {n}: {p.returncode} {p.stderr}"
         kills += 1
-        _repair_and_check(sb, n)
+        _repair_and_check(sb, kills, foreign)
         # the interrupted operation can simply be done again
         sb.cli("rm", "-f", "crash1")
         sb.cli("network", "rm", "crashnet")
         for s in setup:
             sb.cli(*s, check=True)
         r = sb.cli(*cmd)
-        assert r.returncode == 0, f"{op} again after a kill at request {n}: {r.stderr.strip()}"
-        assert_consistent(sb)
+        assert r.returncode == 0, f"{op} again after a kill at {n}: {r.stderr.strip()}"
+        assert_consistent(sb, foreign)
         sb.cli("rm", "-f", "crash1")
         sb.cli("network", "rm", "crashnet")
-    print(f"{op}: killed at each of its {kills} kernel requests, every kill repaired")
-    assert kills >= 1, f"{op} made no kernel request"
-    assert_consistent(sb)
+    assert_consistent(sb, foreign)
+    return kills
 
 
 def test_sigint_and_sigterm_roll_back(sb):

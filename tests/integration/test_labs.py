@@ -39,11 +39,13 @@ def started(sb, name: str) -> dict[str, tuple[str, str]]:
 
 def leftovers(sb, h: Host) -> list[str]:
     """What of lab host H is still there: the namespaces marked as its engine's (never
-    guessed from a name: lab `lab-2`'s are not lab `lab`'s), its processes, its state."""
+    guessed from a name: lab `lab-2`'s are not lab `lab`'s), the LAN `lab up` made for
+    it (`x-nsbridge.lan`), its processes, its state."""
     from nsbridge.sandbox import Sandbox
 
     mine = Sandbox(name=h.netns, root=h.root)
     left = mine.netns_names() + mine.processes()
+    left += [n for n in os.listdir("/run/netns") if n == h.netns + ".lan"]
     if os.path.exists(h.root):
         left.append(h.root)
     return left
