@@ -12,6 +12,10 @@ networks), through the library API and through the CLI, which should not
 grow; and `run -P --expose 1-5000` (5,000 ports picked: well under a second).
 
   sudo .venv/bin/python tools/bench.py scale [--part containers|ports|all] [--published 1000] [--runs 7]
+
+Flat to 10,000 (issue 15; tools/bench_scale_flat.py says what it prints):
+
+  sudo .venv/bin/python tools/bench.py scale --part flat [--containers 10000] [--networks 12] [--profile FILE]
 """
 from __future__ import annotations
 
@@ -29,12 +33,19 @@ from nsbridge.sandbox import Sandbox
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="bench.py scale")
-    ap.add_argument("--containers", type=int, default=500)
-    ap.add_argument("--networks", type=int, default=20)
-    ap.add_argument("--part", choices=("containers", "ports", "all"), default="all")
+    ap.add_argument("--containers", type=int, default=None, help="500; with --part flat 10000")
+    ap.add_argument("--networks", type=int, default=None, help="20; with --part flat 12")
+    ap.add_argument("--part", choices=("containers", "ports", "flat", "all"), default="all")
     ap.add_argument("--published", type=int, default=1000, help="published ports on the host at the last mark")
     ap.add_argument("--runs", type=int, default=7, help="runs per figure of the ports part (median)")
+    ap.add_argument("--profile", help="flat: write a cProfile of the creation loop to this file")
+    ap.add_argument("--phases", action="store_true", help="flat: time the main steps of each run")
     a = ap.parse_args(argv)
+    if a.part == "flat":
+        from bench_scale_flat import flat
+
+        return flat(a.containers or 10000, a.networks or 12, a.profile, a.phases)
+    a.containers, a.networks = a.containers or 500, a.networks or 20
     rc = containers(a.containers, a.networks) if a.part in ("containers", "all") else 0
     if a.part in ("ports", "all"):
         rc = published_ports(a.published, a.runs) or rc

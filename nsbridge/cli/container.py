@@ -249,7 +249,8 @@ def cmd_ps(a: argparse.Namespace, host: Host) -> int:
     with _reader(host) as e:
         cs = e.ps(all=a.all or bool(a.filter))
         cs = [c for c in cs if _ps_match(c, a.filter)]
-        rows = [tables.container_row(c, e.ports_text(c), e.networks_text(c), a.no_trunc) for c in cs]
+        names = e.store.network_names_by_container()
+        rows = [tables.container_row(c, e.ports_text(c), e.networks_text(c, names), a.no_trunc) for c in cs]
     print_rows(rows, tables.PS_COLUMNS, a.format, a.quiet)
     return 0
 
@@ -295,6 +296,7 @@ def cmd_exec(a: argparse.Namespace, host: Host) -> int:
     if a.detach:
         process.check_command(cmd, process.container_env(c, a.env)["PATH"])
         d = host.container_dir(c.id)
+        os.makedirs(d, mode=0o700, exist_ok=True)
         process.spawn_detached(entry, c, cmd, os.path.join(d, "log"), os.path.join(d, "exec-exitcode"), keep_stdin=False)
         return 0
     if not a.interactive:

@@ -97,6 +97,75 @@ def request(address: str, line: str, fds: tuple[int, ...] = (), timeout: float =
     return reply.decode(errors="replace")
 
 
+class Control:
+    """One connection to a resolver's control socket for a whole engine session,
+    its requests pipelined: `send` does not wait for the answer (a busy
+    resolver, scheduled late on a loaded machine, made every `run` wait for it),
+    `call` waits for its own, which comes after those of every request sent
+    before it on this connection (the resolver answers them in order). `close`
+    waits for every answer still due: when an engine command returns, the
+    resolver has done what it was asked."""
+
+    def __init__(self, address: str, timeout: float = TIMEOUT) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        self.timeout = timeout
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.connect(address)
+        except OSError:
+            self.sock.close()
+            raise
+        self.due: list[str] = []  # requests sent and not answered yet, in order
+        self.refused: list[str] = []  # "REQUEST: answer" for those not waited for that were not "ok"
+
+    def send(self, line: str, fds: tuple[int, ...] = (), collect: bool = True) -> None:
+        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+        self.sock.sendmsg([line.encode()], anc)
+        self.due.append(line)
+        if not collect:
+            return
+        try:
+            while self.due:  # answers already there: read, so that few are ever due
+                self._one(block=False)
+        except BlockingIOError:
+            pass
+
+    def call(self, line: str, fds: tuple[int, ...] = ()) -> str:
+        self.send(line, fds, collect=False)  # (collected here: its answer is the one returned)
+        reply = ""
+        while self.due:
+            reply = self._one(block=True, mine=len(self.due) == 1)
+        return reply
+
+    def close(self) -> list[str]:
+        """Wait for the answers still due; what was refused or not answered."""
+        try:
+            while self.due:
+                self._one(block=True)
+        except OSError as e:
+            self.refused.append(f"{len(self.due)} request(s) not answered: {e}")
+        finally:
+            self.sock.close()
+        return self.refused
+
+    def _one(self, block: bool, mine: bool = False) -> str:
+        if block:
+            reply = self.sock.recv(256)
+        else:  # (with a timeout set, Python waits for readability even with MSG_DONTWAIT)
+            self.sock.setblocking(False)
+            try:
+                reply = self.sock.recv(256)
+            finally:
+                self.sock.settimeout(self.timeout)
+        if not reply:
+            raise ConnectionResetError("the resolver closed the connection")
+        line = self.due.pop(0)
+        text = reply.decode(errors="replace")
+        if text != "ok" and not mine:
+            self.refused.append(f"{' '.join(line.split()[:2])}: {text}")
+        return text
+
+
 def recv_request(conn: socket.socket) -> tuple[str, list[int]] | None:
     """One request on an accepted control connection: (line, passed fds); None at EOF."""
     fds = array.array("i")

@@ -107,9 +107,7 @@ class ContainerOps(EndpointOps):
             c, eps = self._new_container(spec, mode)
             with Plan("run") as plan:
                 # a new container's files (hosts, resolv.conf, stand-in page) go with a failed run
-                plan.undos.append(
-                    ("container.dir", lambda: shutil.rmtree(self.host.container_dir(c.id), ignore_errors=True))
-                )
+                plan.undos.append(("container.dir", lambda: self._remove_dirs(c.id)))
                 self._start(plan, k, c, eps, attach=not spec.detach)
             return c
 
@@ -219,6 +217,7 @@ class ContainerOps(EndpointOps):
         cmd = self._command(c)
         self._attached = None
         if cmd:
+            os.makedirs(d, mode=0o700, exist_ok=True)  # its log and exit code
             entry = self._entry(c)
             if attach:
                 p = plan.step("container.process", lambda: process.spawn_attached(entry, c, cmd))
@@ -375,7 +374,11 @@ class ContainerOps(EndpointOps):
         with self.store.tx():
             self.store.delete_container(c.id)
         checkpoint("container.forget")
-        shutil.rmtree(self.host.container_dir(c.id), ignore_errors=True)
+        self._remove_dirs(c.id)
+
+    def _remove_dirs(self: "Engine", cid: str) -> None:
+        for d in self.host.container_dirs(cid):
+            shutil.rmtree(d, ignore_errors=True)
 
     def _check_name_free(self: "Engine", name: str, context: str = "") -> None:
         """Docker's Conflict error when a container already has NAME."""

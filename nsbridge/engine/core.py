@@ -27,6 +27,8 @@ from nsbridge.model import IpamConfig, Network, new_id, now_iso
 if TYPE_CHECKING:  # imported lazily at run time: pyroute2 costs ~100 ms to import
     from nsbridge.kernel.firewall import Firewall
     from nsbridge.kernel.netlink import NsLink
+    from nsbridge.dns.embedded import Control
+    from nsbridge.kernel.sysctl import ProcSys
 
 log = logging.getLogger("nsbridge")
 
@@ -48,8 +50,20 @@ class Kernel:
         self.group = group  # the engine's device group (engine/owner.py)
         self.env = env  # where this host is, for drivers reaching beyond it (drivers/base.py Env)
         self._link = None
+        self._procsys = None
+        #: the session's connections to resolvers' control sockets, by network id (engine/embedded_dns.py)
+        self.dns: dict[str, "Control"] = {}
         self._held: dict[str, object] = {}
         self._stack: contextlib.ExitStack | None = None
+
+    @property
+    def procsys(self) -> "ProcSys":
+        """Sysctl writes in the containers' new namespaces, flat however many exist."""
+        if self._procsys is None:
+            from nsbridge.kernel.sysctl import ProcSys
+
+            self._procsys = ProcSys()
+        return self._procsys
 
     def hold(self, key: str, open_cm):
         """What OPEN_CM() opens (a connection), opened once per session under KEY
@@ -87,6 +101,13 @@ class Kernel:
         if self._link is not None:
             self._link.close()
             self._link = None
+        if self._procsys is not None:
+            self._procsys.close()
+            self._procsys = None
+        for nid, ctl in self.dns.items():  # waits for the answers still due
+            for line in ctl.close():
+                log.warning("resolver of network %s: %s", nid[:12], line)
+        self.dns.clear()
 
 
 class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOps, ClusterOps):
@@ -115,6 +136,9 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOp
             for line in finish_noted(self.lock.notes()):
                 log.warning("%s (left by an interrupted command)", line)
             self._ensure_sandbox()
+            from nsbridge.engine import runtime
+
+            runtime.ensure(self.host)  # the containers' files' tmpfs (again, after a reboot), once the host is ours
             with self.host.entered():
                 from nsbridge.kernel.firewall import Firewall
 

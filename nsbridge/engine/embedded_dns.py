@@ -47,12 +47,38 @@ class EmbeddedDnsOps:
         with ns.in_netns(netns):
             return embedded.bind_pair()
 
+    def _dns_request(self: "Engine", network_id: str, line: str, fds: tuple[int, ...] = (), wait: bool = True) -> str:
+        """LINE to the resolver of NETWORK_ID, on the session's connection to it
+        (embedded.Control: without WAIT, pipelined; the session's end waits for
+        the answers). Raises OSError when the resolver is not reached."""
+        k = self._k
+        if k is None:  # (not in a session: one connection for this request)
+            return embedded.request(embedded.control_address(network_id), line, fds)
+        for fresh in (False, True):
+            ctl = k.dns.get(network_id)
+            if ctl is None:
+                fresh = True
+                ctl = k.dns[network_id] = embedded.Control(embedded.control_address(network_id))
+            try:
+                if wait:
+                    return ctl.call(line, fds)
+                ctl.send(line, fds)
+                return "ok"
+            except OSError:
+                del k.dns[network_id]
+                for said in ctl.close():
+                    log.warning("resolver of network %s: %s", network_id[:12], said)
+                if fresh:
+                    raise
+                # the connection of a resolver restarted since (or dead): once more, on a new one
+        raise AssertionError("not reached")
+
     def _dns_take(self: "Engine", c: Container, ep: Endpoint, socks: Socks) -> None:
-        """Hand SOCKS to the resolver of EP's network; our copies are closed either way."""
+        """Hand SOCKS to the resolver of EP's network, not waiting for its answer
+        (a refusal is logged when the session ends); our copies are closed either way."""
         try:
-            reply = embedded.request(embedded.control_address(ep.network_id), f"take {c.id} {ep.endpoint_id or '-'}", tuple(s.fileno() for s in socks))
-            if reply != "ok":
-                log.warning("resolver of network %s did not take container %s: %s", ep.network_id[:12], c.name, reply)
+            self._dns_request(ep.network_id, f"take {c.id} {ep.endpoint_id or '-'}", tuple(s.fileno() for s in socks),
+                              wait=False)
         except OSError as e:
             log.warning("resolver of network %s not reached for container %s: %s", ep.network_id[:12], c.name, e)
         finally:
@@ -60,8 +86,9 @@ class EmbeddedDnsOps:
                 s.close()
 
     def _dns_drop(self: "Engine", c: Container, network_id: str) -> None:
+        """Waited for: the container's 127.0.0.11 is free again when this returns."""
         try:
-            embedded.request(embedded.control_address(network_id), f"drop {c.id}")
+            self._dns_request(network_id, f"drop {c.id}")
         except OSError as e:  # a dead resolver holds nothing; a new one binds only what it serves
             log.info("resolver of network %s not reached to drop container %s: %s", network_id[:12], c.name, e)
 

@@ -69,7 +69,7 @@ class EndpointOps(EmbeddedDnsOps):
             ctr, fd = plan.step(
                 "container.netns",
                 # loopback comes up with its mark, in the request that marks it
-                lambda: netlink.open_in_new_netns(c.netns, ownership.container_mark(eid, c.id)),
+                lambda: netlink.open_in_new_netns(c.netns, ownership.container_mark(eid, c.id), k.procsys),
                 lambda: ns.remove_netns(c.netns),
             )
         live: list[Endpoint] = []
@@ -200,7 +200,7 @@ class EndpointOps(EmbeddedDnsOps):
     def _write_files(self: "Engine", c: Container, live: list[Endpoint]) -> None:
         """The container's hosts, resolv.conf and hostname as Docker writes them
         (nsbridge/engine/files.py says how), for its live endpoints in attach order."""
-        d = self.host.container_dir(c.id)
+        d = self.host.files_dir(c.id)
         os.makedirs(d, mode=0o700, exist_ok=True)
         live = sorted((e for e in live if e.ip), key=lambda e: e.position)
         nets = {e.network_id: self.store.network(e.network_id) for e in live}

@@ -75,7 +75,19 @@ class Host:
         return os.path.join(self.root, "dns")
 
     def container_dir(self, cid: str) -> str:
+        """A container's log and exit codes, on disk (created when a command runs)."""
         return os.path.join(self.root, "containers", cid)
+
+    def files_dir(self, cid: str) -> str:
+        """A container's hosts, resolv.conf, hostname and stand-in pages, on a
+        tmpfs (engine/runtime.py)."""
+        from nsbridge.engine import runtime
+
+        return os.path.join(runtime.base(self), "containers", cid)
+
+    def container_dirs(self, cid: str) -> tuple[str, str]:
+        """Both of a container's directories: what goes with it."""
+        return self.container_dir(cid), self.files_dir(cid)
 
     @property
     def upstream_resolv(self) -> str:

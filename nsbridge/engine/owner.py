@@ -85,12 +85,11 @@ def marked(eid: str, prefix: str = "", kinds: tuple[str, ...] = ("container",)) 
     the mark decides."""
     from nsbridge.kernel import ns
 
+    names = [name for name in ns.list_netns() if name.startswith(prefix)]
     out = {}
-    for name in ns.list_netns():
-        if name.startswith(prefix):
-            m = read(name)
-            if m is not None and m.kind in kinds and m.engine == eid:
-                out[name] = m
+    for name, m in zip(names, ns.in_parallel(read, names)):  # 10,000 marks: threads (ns.in_parallel)
+        if m is not None and m.kind in kinds and m.engine == eid:
+            out[name] = m
     return out
 
 

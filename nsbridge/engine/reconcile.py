@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nsbridge")
 
-RUNTIME_DIR = "/run/nsbridge"  # stand-ins' busybox links and shell rc (nsbridge/standins)
+from nsbridge.engine.runtime import RUN_DIR as RUNTIME_DIR  # stand-ins' busybox links and shell rc, engines' files
 
 
 def _kill_all(pids: list[int]) -> None:
@@ -220,13 +220,15 @@ class ReconcileOps:
                     self.store.delete_resolver(nid)
         self._ensure_resolvers(k)
         report += self._repair_watcher()
-        # files of containers that were never recorded
-        cdir = os.path.join(self.host.root, "containers")
+        # files of containers that were never recorded (logs on disk, the rest on the tmpfs)
         known = {c.id for c in cs}
-        for d in os.listdir(cdir) if os.path.isdir(cdir) else []:
-            if d not in known:
-                shutil.rmtree(os.path.join(cdir, d), ignore_errors=True)
-                report.append(f"removed files of unrecorded container {d[:12]}")
+        from nsbridge.engine import runtime
+
+        for cdir in (os.path.join(self.host.root, "containers"), os.path.join(runtime.base(self.host), "containers")):
+            for d in os.listdir(cdir) if os.path.isdir(cdir) else []:
+                if d not in known:
+                    shutil.rmtree(os.path.join(cdir, d), ignore_errors=True)
+                    report.append(f"removed files of unrecorded container {d[:12]}")
         return report
 
     def _stray_in_containers(self: "Engine", k: "Kernel", cs: list, nets: list, eps: list) -> list[str]:
@@ -327,13 +329,21 @@ class ReconcileOps:
         for pid in _root_pids(host):
             _kill_group(pid)
         report += finish_noted(_lock_notes(host))
-        for name in _our_netns(host, ("container", "overlay")):
-            _kill_all(ns.pids_in_netns(ns.netns_path(name)))
+        # the sandbox host's mark read first: the kernel's clean-up of the containers'
+        # namespaces, once they are unmounted, holds the rtnl lock a while
+        host_mark = owner.read(host.netns) if host.netns else None
+        names = _our_netns(host, ("container", "overlay"))
+        held = ns.pids_by_netns() if names else {}  # one /proc scan for them all
+
+        def remove(name: str) -> None:
+            _kill_all(ns.pids_in_netns(ns.netns_path(name), held))
             ns.remove_netns(name)
-            report.append(f"removed network namespace {name}")
+
+        ns.in_parallel(remove, names)
+        report += [f"removed network namespace {name}" for name in names]
         if host.netns:
             name = host.netns
-            m = owner.read(name)
+            m = host_mark
             if m is not None and m.kind == "host" and m.engine == host.engine_id:
                 _kill_all(ns.pids_in_netns(ns.netns_path(name)))
                 ns.remove_netns(name)
@@ -362,14 +372,21 @@ class ReconcileOps:
                     report.append("removed nsbridge's iptables chains and rules")
                 except Exception as e:
                     report.append(f"could not remove iptables rules: {e}")
+        from nsbridge.engine import runtime
+
+        report += runtime.remove(host)  # before the root: a mounted tmpfs would stop its removal
         shutil.rmtree(host.root, ignore_errors=True)
         if os.path.lexists(host.root):
             report.append(f"could not remove state root {host.root}")
         else:
             report.append(f"removed state root {host.root}")
-        if host.netns is None and os.path.isdir(RUNTIME_DIR):
-            # the machine's own reset: the runtime files shared by every host go too
-            # (a sandbox's reset leaves them to the other sandboxes)
-            shutil.rmtree(RUNTIME_DIR, ignore_errors=True)
-            report.append(f"removed runtime files {RUNTIME_DIR}")
+        shared = os.path.join(RUNTIME_DIR, "standins")
+        if host.netns is None and os.path.isdir(shared):
+            # the machine's own reset: the stand-ins' files shared by every host go too
+            # (a sandbox's reset leaves them to the other sandboxes; their engines' own
+            # directories beside them are theirs)
+            shutil.rmtree(shared, ignore_errors=True)
+            report.append(f"removed runtime files {shared}")
+            with contextlib.suppress(OSError):
+                os.rmdir(RUNTIME_DIR)
         return report

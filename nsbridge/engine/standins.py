@@ -38,7 +38,7 @@ class StandinOps:
         port = str(img.port)
         log_line = standins.ready_line(img, c.name, img.port)
         if d.kind == "web":
-            root = os.path.join(self.host.container_dir(c.id), "standin")
+            root = os.path.join(self.host.files_dir(c.id), "standin")
             os.makedirs(root, mode=0o755, exist_ok=True)
             with open(os.path.join(root, "index.html"), "w") as f:
                 f.write(standins.page(img, c.name, c.id, c.hostname, c.image))

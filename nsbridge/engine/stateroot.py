@@ -6,7 +6,7 @@ check their files, before anything is created or written:
 - every directory above the root, as given and as resolved, is root's and
   writable by no one else, unless sticky like /tmp (others may add entries
   there, not replace ours); a symlink on the way is root's;
-- the root itself, `containers` and `dns` are real directories (never
+- the root itself, `containers`, `dns` and `run` are real directories (never
   symlinks) owned by root; the database, its WAL files, the lock, the log and
   the sandbox's host-resolv.conf, where they exist, are regular files owned by
   root;
@@ -24,7 +24,7 @@ import stat
 
 from nsbridge.errors import PermissionDenied
 
-DIRS = ("containers", "dns")
+DIRS = ("containers", "dns", "run")  # run: the mount point of the containers' files' tmpfs (engine/runtime.py)
 FILES = ("state.db", "state.db-wal", "state.db-shm", "lock", "nsbridge.log", "host-resolv.conf")
 
 

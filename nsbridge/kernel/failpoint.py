@@ -17,6 +17,11 @@ _AT = int(os.environ.get("NSBRIDGE_TEST_CRASH_AT_REQUEST") or 0)
 _done = [0]
 
 
+def armed() -> bool:
+    """A crash test counts requests: keep them in one order (no parallel work)."""
+    return bool(_AT)
+
+
 def request_done() -> None:
     if _AT:
         _done[0] += 1

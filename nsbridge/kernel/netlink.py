@@ -495,15 +495,16 @@ class NsLink:
             raise _err("set default route via", gateway, e) from None
 
 
-def open_in_new_netns(name: str, mark: str) -> tuple[NsLink, int]:
+def open_in_new_netns(name: str, mark: str, procsys: sysctl.ProcSys | None = None) -> tuple[NsLink, int]:
     """Create the named netns with IPv6 off there and loopback up carrying
     MARK (the owner's, engine/owner.py), both before the name is bound, so a
     namespace that has a name has its mark; return a socket bound to it plus
-    an fd of it. The caller must setns() back."""
+    an fd of it. The caller must setns() back. PROCSYS: the sysctls go through
+    it (one of many containers: kernel/sysctl.py says why)."""
     made: list[NsLink] = []
 
     def inside() -> None:
-        sysctl.disable_ipv6_here()
+        sysctl.disable_ipv6_here(procsys)
         made.append(NsLink(full=False))
         try:
             made[0]._batch.send([_lo_mark(mark)])

@@ -65,6 +65,15 @@ def umount(target: str, flags: int = MNT_DETACH) -> None:
     _check(_libc.umount2(target.encode(), flags), f"umount {target}")
 
 
+def fs_type(path: str) -> int:
+    """The f_type of statfs(PATH) (TMPFS_MAGIC, ...); 0 if it cannot be read.
+    (os.statvfs leaves it out.)"""
+    buf = ctypes.create_string_buffer(256)  # struct statfs: f_type is its first word
+    if _libc.statfs(path.encode(), buf) != 0:
+        return 0
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
+
+
 def sethostname(name: str) -> None:
     b = name.encode()
     _check(_libc.sethostname(b, len(b)), "sethostname")
@@ -81,11 +90,14 @@ def _ensure_netns_dir() -> None:
     Like iproute2: try to make it shared; only when that fails because it is
     not a mount point yet, bind it onto itself first. (os.path.ismount cannot
     see a bind mount from the same filesystem: testing that would stack a new
-    bind mount, doubled by propagation, on every call.)
+    bind mount, doubled by propagation, on every call.) Not recursively when
+    it is a mount point already: MS_REC walks every namespace bound below it
+    (0.07 ms beside none, 0.47 ms beside 2,000), and a mount made under a
+    shared mount is shared already.
     """
     os.makedirs(NETNS_DIR, mode=0o755, exist_ok=True)
     try:
-        mount("", NETNS_DIR, "none", MS_SHARED | MS_REC)
+        mount("", NETNS_DIR, "none", MS_SHARED)
         return
     except OSError as e:
         if e.errno != errno.EINVAL:
@@ -155,6 +167,23 @@ def remove_netns(name: str, devices_first: bool = False) -> bool:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     return existed
+
+
+def in_parallel(fn: Callable[[str], object], names: list[str], workers: int = 16) -> list[object]:
+    """FN(name) for every name, on WORKERS threads; results in NAMES' order.
+
+    For the many namespaces of a reset: unmounting one waits for an RCU grace
+    period (namespace_unlock), 1-6 ms on a busy machine, which threads wait
+    out together; each thread has a netns of its own, so reading a mark (a
+    setns) is safe there too. In order, on this thread, under a crash test."""
+    from nsbridge.kernel.failpoint import armed
+
+    if len(names) < 2 or armed():
+        return [fn(n) for n in names]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(names)), thread_name_prefix="netns") as pool:
+        return list(pool.map(fn, names))
 
 
 def rename_netns(old: str, new: str) -> None:
@@ -309,13 +338,19 @@ def flush_devices(path: str) -> int:
     return gone
 
 
-def pids_in_netns(path: str) -> list[int]:
-    """Processes whose network namespace is the one at PATH."""
+def pids_in_netns(path: str, table: dict[tuple[int, int], list[int]] | None = None) -> list[int]:
+    """Processes whose network namespace is the one at PATH (TABLE: from
+    pids_by_netns(), for many namespaces: one /proc scan for all)."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
         return []
-    found = []
+    return (pids_by_netns() if table is None else table).get((st.st_dev, st.st_ino), [])
+
+
+def pids_by_netns() -> dict[tuple[int, int], list[int]]:
+    """(device, inode) of a network namespace -> the processes in it."""
+    found: dict[tuple[int, int], list[int]] = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
@@ -323,8 +358,7 @@ def pids_in_netns(path: str) -> list[int]:
             s = os.stat(f"/proc/{d}/ns/net")
         except OSError:
             continue
-        if s.st_ino == st.st_ino and s.st_dev == st.st_dev:
-            found.append(int(d))
+        found.setdefault((s.st_dev, s.st_ino), []).append(int(d))
     return found
 
 

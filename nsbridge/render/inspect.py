@@ -108,7 +108,9 @@ def exposed_ports(c: Container) -> dict | None:
     return exposed or None
 
 
-def container(c: Container, eps: list[tuple[Network, Endpoint | None]], root_dir: str, netns_path: str) -> dict:
+def container(c: Container, eps: list[tuple[Network, Endpoint | None]], root_dir: str, netns_path: str,
+              log_dir: str | None = None) -> dict:
+    """ROOT_DIR: the container's /etc files; LOG_DIR: its log (ROOT_DIR if None)."""
     shown = c.shown_command
     path, args = (shown[0], shown[1:]) if shown else ("", [])
     networks = {net.name: _endpoint_settings(net, e, c) for net, e in eps}
@@ -137,7 +139,7 @@ def container(c: Container, eps: list[tuple[Network, Endpoint | None]], root_dir
         "ResolvConfPath": f"{root_dir}/resolv.conf",
         "HostnamePath": f"{root_dir}/hostname",
         "HostsPath": f"{root_dir}/hosts",
-        "LogPath": f"{root_dir}/log",
+        "LogPath": f"{log_dir or root_dir}/log",
         "Name": "/" + c.name,
         "RestartCount": 0,
         "Driver": "nsbridge",

@@ -61,6 +61,14 @@ def _ep(row: tuple) -> Endpoint:
     )
 
 
+def _prefix_range(prefix: str) -> tuple[str, str]:
+    """Bounds of the IDs (lower-case hex) that start with PREFIX, for a search by
+    the primary key's index: `id LIKE 'c1%'` reads every row (SQLite's LIKE is
+    case-insensitive, so its index is of no use), and names such as `c1` or
+    `db` are hex, so every `run --name` asked it (issue 15)."""
+    return prefix, prefix + "~"  # '~' sorts after every hex digit
+
+
 class Store:
     def __init__(self, path: str, readonly: bool = False) -> None:
         self.path = path
@@ -151,7 +159,7 @@ class Store:
                 return network_from_dict(json.loads(row[0]))
         if not ref or not all(c in "0123456789abcdef" for c in ref):
             return None
-        rows = self.db.execute("SELECT data FROM networks WHERE id LIKE ?", (ref + "%",)).fetchall()
+        rows = self.db.execute("SELECT data FROM networks WHERE id >= ? AND id < ?", _prefix_range(ref)).fetchall()
         if len(rows) == 1:
             return network_from_dict(json.loads(rows[0][0]))
         if len(rows) > 1:
@@ -191,7 +199,7 @@ class Store:
                 return Container.from_dict(json.loads(row[0]))
         if not ref or not all(c in "0123456789abcdef" for c in ref):
             return None
-        rows = self.db.execute("SELECT data FROM containers WHERE id LIKE ? LIMIT 2", (ref + "%",)).fetchall()
+        rows = self.db.execute("SELECT data FROM containers WHERE id >= ? AND id < ? LIMIT 2", _prefix_range(ref)).fetchall()
         if len(rows) == 1:
             return Container.from_dict(json.loads(rows[0][0]))
         if len(rows) > 1:
@@ -262,6 +270,17 @@ class Store:
             f"SELECT {EP_COLS} FROM endpoints WHERE network_id = ? ORDER BY position", (network_id,)
         ).fetchall()
         return [_ep(r) for r in rows]
+
+    def network_names_by_container(self, container_id: str | None = None) -> dict[str, list[str]]:
+        """Container id -> the names of its networks, in attach order (CONTAINER_ID: its alone)."""
+        where, args = ("WHERE e.container_id = ? ", (container_id,)) if container_id else ("", ())
+        out: dict[str, list[str]] = {}
+        for cid, name in self.db.execute(
+            "SELECT e.container_id, n.name FROM endpoints e JOIN networks n ON n.id = e.network_id "
+            f"{where}ORDER BY e.container_id, e.position", args,
+        ):
+            out.setdefault(cid, []).append(name)
+        return out
 
     def all_endpoints(self) -> list[Endpoint]:
         return [_ep(r) for r in self.db.execute(f"SELECT {EP_COLS} FROM endpoints").fetchall()]

@@ -18,9 +18,9 @@ def netns(sb, name: str) -> str:
 
 
 def files(sb, name: str) -> tuple[str, str]:
-    cid = sb.cli("inspect", "--format", "{{.Id}}", name, check=True).stdout.strip()
-    d = os.path.join(sb.root, "containers", cid)
-    return os.path.join(d, "resolv.conf"), os.path.join(d, "hosts")
+    """The container's resolv.conf and hosts, where inspect says they are (a tmpfs)."""
+    out = sb.cli("inspect", "--format", "{{.ResolvConfPath}} {{.HostsPath}}", name, check=True).stdout.split()
+    return out[0], out[1]
 
 
 def ping_ok(sb, ctr: str, target: str) -> bool:

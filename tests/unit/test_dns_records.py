@@ -268,3 +268,21 @@ def test_network_connect_links_name_a_container_for_the_linking_one_only(world):
     assert addrs(r.resolve(box, "notes-db", A)) == ["172.18.0.3"]  # names still answer
     assert r.resolve(box, "w", A).action == FORWARD  # a link on a network it is not on
     assert r.view(box) != r.view(api)  # the server caches per view
+
+
+def test_a_resolver_loads_only_the_networks_its_containers_are_on(world):
+    """12 resolvers of 10,000 containers each reloaded all 10,000 on every store
+    change (issue 15); each loads the networks its own network's containers are
+    on, which is everything its queriers may be answered, and nothing else."""
+    world.network("island", "172.30.0.0/16", "172.30.0.1")
+    lonely = world.container("lonely", ("island", "172.30.0.2", []))
+    skynet, backend, island = world.records("skynet"), world.records("backend"), world.records("island")
+    for r in (skynet, backend, island):
+        r.refresh()
+    assert lonely not in skynet.snap.nets_of and lonely not in backend.snap.nets_of
+    assert set(island.snap.nets_of) == {lonely}
+    # api (skynet first, then backend) is served by skynet's resolver, which answers backend's names for it
+    api = world.ids["api"]
+    assert skynet.resolve(api, "worker", A).records == ("172.19.0.3",)
+    assert backend.resolve(world.ids["worker"], "alpine-box", A).action == FORWARD  # not on skynet
+    assert island.resolve(lonely, "api", A).action == FORWARD
