@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from nsbridge import procs
 from nsbridge.engine.containers import ContainerOps
+from nsbridge.engine.links import LinkOps
 from nsbridge.engine.networks import NetworkOps
 from nsbridge.engine.ports import PortOps
 from nsbridge.engine.reconcile import ReconcileOps
@@ -67,7 +68,7 @@ class Kernel:
             self._link = None
 
 
-class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOps):
+class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOps, LinkOps):
     """All operations; construction and lookups come from EngineBase (via ViewOps)."""
 
     # -- sessions --------------------------------------------------------------
