@@ -19,10 +19,14 @@ fi
 say() { printf '\n== %s\n' "$*"; }
 
 # System packages: the kernel tools nsbridge drives, and what the tests and benchmarks use
-# (dnsutils for nslookup/dig inside containers, iperf3, dnsmasq-base and aardvark-dns for benchmarks).
-pkgs=(iproute2 iptables iputils-ping procps kmod dnsutils iperf3 dnsmasq-base psmisc busybox)
+# (dnsutils for nslookup/dig inside containers, iperf3, dnsmasq-base and aardvark-dns for benchmarks;
+# tcpdump brings libpcap, which compiles `nsbridge trace`'s filters, and reads its pcap files).
+pkgs=(iproute2 iptables iputils-ping procps kmod dnsutils iperf3 dnsmasq-base psmisc busybox tcpdump)
 if [ "$mode" = test ] || [ "$mode" = bench ]; then
   pkgs+=(aardvark-dns)
+fi
+if [ "$mode" = test ]; then
+  pkgs+=(chromium)  # a real headless browser renders `show --format html` in the tests (large: tests only)
 fi
 command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || pkgs+=(python3-venv)
@@ -44,7 +48,7 @@ if [ ! -x "$venv/bin/python" ]; then
   say "creating $venv"
   python3 -m venv "$venv"
 fi
-extras=""
+extras="[tools]"  # scapy, for `nsbridge trace`
 if [ "$mode" = test ] || [ "$mode" = bench ]; then extras="[test]"; fi
 stamp="$venv/.installed$extras"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then

@@ -77,7 +77,7 @@ def _bar(n: NetworkView, y: float, width: float) -> str:
         label += f"  resolver {n.resolver.address} ({n.resolver.state})"
     tip = n.cmds.get("bridge") or n.cmds.get("network", "")
     return (f'<g data-kind="network" data-name="{escape(n.name)}"><title>{escape(tip)}</title>'
-            f'<rect class="{cls}" x="{LEFT + 10}" y="{y:.0f}" width="{width - 20:.0f}" height="{BAR_H}" rx="4"/>'
+            f'<rect class="{cls}" x="{LEFT + 10}" y="{y:.0f}" width="{width - 2 * LEFT - 20:.0f}" height="{BAR_H}" rx="4"/>'
             + _t(LEFT + 18, y + 17, label) + "</g>")
 
 

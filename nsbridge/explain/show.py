@@ -12,6 +12,7 @@ from nsbridge.errors import NotFound
 from nsbridge.explain.hand import Hand
 from nsbridge.kernel import counters, rtnl
 from nsbridge.kernel.counters import Counted
+from nsbridge.kernel.shaping import fmt_rate
 from nsbridge.model import Container, Endpoint, Network
 from nsbridge.record import field, record
 
@@ -182,7 +183,7 @@ def _qdisc_text(qs: list[rtnl.Qdisc]) -> str:
     parts = [root.kind]
     for q in qs:
         if q.kind == "tbf" and q.rate_bps:
-            parts.append(f"{'' if q is root else 'tbf '}rate {q.rate_bps * 8 // 1000}kbit")
+            parts.append(f"{'' if q is root else 'tbf '}rate {fmt_rate(q.rate_bps * 8)}")
     return " ".join(parts)
 
 

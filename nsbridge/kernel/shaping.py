@@ -68,7 +68,7 @@ def parse_loss(text: str) -> float:
     return float(m.group(1))
 
 
-def _fmt_rate(bits: int) -> str:
+def fmt_rate(bits: int) -> str:
     for unit, n in (("gbit", 10**9), ("mbit", 10**6), ("kbit", 10**3)):
         if bits >= n and bits % n == 0:
             return f"{bits // n}{unit}"
@@ -116,7 +116,7 @@ class Impairment:
         """As tc's arguments would say it: "rate 10mbit delay 50ms 5ms loss 5%"."""
         parts = []
         if self.rate_bits is not None:
-            parts.append(f"rate {_fmt_rate(self.rate_bits)}")
+            parts.append(f"rate {fmt_rate(self.rate_bits)}")
         if self.delay_us is not None:
             parts.append(f"delay {_fmt_time(self.delay_us)}" + (f" {_fmt_time(self.jitter_us)}" if self.jitter_us else ""))
         if self.loss_pct is not None:

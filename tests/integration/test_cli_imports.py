@@ -43,6 +43,20 @@ def test_read_and_exec_paths_import_nothing_heavy(sb, args):
         assert "json" in mods and not any(m.startswith("nsbridge.engine.standins") for m in mods)
 
 
+def test_show_and_why_read_the_kernel_without_pyroute2_or_scapy(sb):
+    """show reads every namespace by plain rtnetlink dumps (kernel/rtnl.py) and
+    the ruleset by one `iptables-save -c`: subprocess is its one allowance."""
+    sb.cli("network", "create", "skynet", check=True)
+    sb.cli("run", "-d", "--name", "probe", "--network", "skynet", "alpine", check=True)
+    for args in (("show",), ("show", "probe", "--format", "html")):
+        mods = _imported(sb, *args)
+        heavy = sorted(m for m in mods if m.split(".")[0] in HEAVY and m.split(".")[0] != "subprocess")
+        assert not heavy, f"`nsbridge {' '.join(args)}` imports {heavy}"
+        assert "nsbridge.kernel.rtnl" in mods
+    mods = _imported(sb, "why", "probe", "host")
+    assert not [m for m in mods if m.split(".")[0] in ("pyroute2", "scapy")], sorted(mods)
+
+
 def test_path_is_recorded_in_config_env_as_docker_does(sb):
     sb.cli("run", "-d", "--name", "bb", "busybox", check=True)
     sb.cli("run", "-d", "--name", "own", "-e", "PATH=/bin:/usr/bin", "-e", "A=1", "alpine", check=True)
