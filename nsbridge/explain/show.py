@@ -142,6 +142,15 @@ class Context:
             lst.sort(key=lambda e: e.position)
         self.by_alias = {li.alias.split(":", 1)[1]: li for li in self.host.links if li.alias.startswith("nsbridge:")}
         self.views: dict[str, rtnl.NetnsView] = {}
+        # published ports' rules, by the container address they name (DNAT target, -d ADDR/32)
+        self.by_address: dict[str, list[Counted]] = {}
+        for r in self.rules:
+            words = r.spec.split()
+            for flag, val in zip(words, words[1:]):
+                if flag == "--to-destination":
+                    self.by_address.setdefault(val.split(":")[0], []).append(r)
+                elif flag == "-d" and val.endswith("/32"):
+                    self.by_address.setdefault(val[:-3], []).append(r)
 
     def endpoint_name(self, endpoint_id: str) -> str:
         """"web:eth0" for a live endpoint id (a host veth's mark)."""
@@ -324,8 +333,7 @@ def container_view(ctx: Context, c: Container) -> ContainerView:
                           Hand.tc_in(ns, "qdisc", "show", "dev", e.ifname))
         v.endpoints.append(ev)
         _check_endpoint(ctx, c, view, e, name, v.problems)
-        v.published += [ctx.rule_view(r) for r in ctx.rules
-                        if f"--to-destination {e.ip}:" in f"{r.spec} " or f"-d {e.ip}/32 " in f"{r.spec} "]
+        v.published += [ctx.rule_view(r) for r in ctx.by_address.get(e.ip, [])]
     if v.published:
         v.cmds["published"] = ctx.hand.iptables("nat", "NSBRIDGE")
     return v

@@ -74,13 +74,17 @@ class Qdisc:
     extra: dict[str, int] = field(default_factory=dict)
 
 
-def _attrs(data: bytes, off: int = 0) -> dict[int, bytes]:
+def _attrs(data: bytes, off: int = 0, want: frozenset[int] | None = None) -> dict[int, bytes]:
+    """Attribute type -> payload (only the WANT types, when given)."""
     out: dict[int, bytes] = {}
+    unpack = struct.unpack_from
     while off + 4 <= len(data):
-        ln, typ = struct.unpack_from("=HH", data, off)
+        ln, typ = unpack("=HH", data, off)
         if ln < 4:
             break
-        out[typ & 0x3FFF] = data[off + 4:off + ln]  # strip NLA_F_NESTED / NET_BYTEORDER
+        typ &= 0x3FFF  # strip NLA_F_NESTED / NET_BYTEORDER
+        if want is None or typ in want:
+            out[typ] = data[off + 4:off + ln]
         off += (ln + 3) & ~3
     return out
 
@@ -97,12 +101,17 @@ def _mac(b: bytes | None) -> str:
     return ":".join(f"{x:02x}" for x in b) if b else ""
 
 
-def dump(msg_type: int, body: bytes) -> list[tuple[bytes, int]]:
-    """One dump request in the calling thread's namespace: (payload, type) of
-    every answer message."""
+def _socket() -> socket.socket:
     s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+    s.bind((0, 0))
+    return s
+
+
+def dump(msg_type: int, body: bytes, sock: socket.socket | None = None) -> list[tuple[bytes, int]]:
+    """One dump request on SOCK (else a new socket in the calling thread's
+    namespace): (payload, type) of every answer message."""
+    s = sock or _socket()
     try:
-        s.bind((0, 0))
         s.send(struct.pack("=LHHLL", 16 + len(body), msg_type, NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + body)
         out: list[tuple[bytes, int]] = []
         while True:
@@ -120,20 +129,27 @@ def dump(msg_type: int, body: bytes) -> list[tuple[bytes, int]]:
                 out.append((buf[off + 16:off + ln], typ))
                 off += (ln + 3) & ~3
     finally:
-        s.close()
+        if sock is None:
+            s.close()
 
 
-def _each(msg_type: int, fmt: str, *request: int):
-    """(header fields, attributes) of each message a dump answers, for a
+def _each(sock: socket.socket | None, msg_type: int, want: frozenset[int], fmt: str, *request: int, extra: bytes = b""):
+    """(header fields, WANT attributes) of each message a dump answers, for a
     request whose header is FMT (ifinfomsg, rtmsg, ...) filled with REQUEST."""
     size = struct.calcsize(fmt)
-    for p, _t in dump(msg_type, struct.pack(fmt, *request)):
-        yield struct.unpack_from(fmt, p), _attrs(p, size)
+    for p, _t in dump(msg_type, struct.pack(fmt, *request) + extra, sock):
+        yield struct.unpack_from(fmt, p), _attrs(p, size, want)
 
 
-def links() -> list[Link]:
+# IFLA_EXT_MASK = RTEXT_FILTER_SKIP_STATS: the kernel leaves out the counters (most of a link's bytes)
+_NO_STATS = struct.pack("=HHI", 8, 29, 1 << 3)
+_LINK_ATTRS = frozenset((1, 3, 4, 5, 10, 16, 18, 20, 37))
+
+
+def links(sock: socket.socket | None = None) -> list[Link]:
     found = []
-    for (_fam, _typ, index, flags, _chg), a in _each(RTM_GETLINK, "=BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0):
+    for (_fam, _typ, index, flags, _chg), a in _each(sock, RTM_GETLINK, _LINK_ATTRS, "=BxHiII", socket.AF_UNSPEC,
+                                                     0, 0, 0, 0, extra=_NO_STATS):
         li = Link(index=index, name=_str(a.get(3)), mac=_mac(a.get(1)), mtu=_u32(a.get(4)), admin_up=bool(flags & 1),
                   master=_u32(a.get(10)), peer=_u32(a.get(5)), alias=_str(a.get(20)))
         if 16 in a:
@@ -154,9 +170,10 @@ def links() -> list[Link]:
     return found
 
 
-def addrs() -> list[Addr]:
+def addrs(sock: socket.socket | None = None) -> list[Addr]:
     out = []
-    for (fam, plen, _fl, _scope, index), a in _each(RTM_GETADDR, "=BBBBI", socket.AF_INET, 0, 0, 0, 0):
+    for (fam, plen, _fl, _scope, index), a in _each(sock, RTM_GETADDR, frozenset((1, 2)), "=BBBBI", socket.AF_INET,
+                                                    0, 0, 0, 0):
         if fam != socket.AF_INET:
             continue
         ip = a.get(2) or a.get(1)  # IFA_LOCAL, else IFA_ADDRESS
@@ -165,10 +182,11 @@ def addrs() -> list[Addr]:
     return out
 
 
-def routes() -> list[Route]:
+def routes(sock: socket.socket | None = None) -> list[Route]:
     """IPv4 unicast routes of the main table."""
     out = []
-    for head, a in _each(RTM_GETROUTE, "=BBBBBBBBI", socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0):
+    for head, a in _each(sock, RTM_GETROUTE, frozenset((1, 4, 5, 15)), "=BBBBBBBBI", socket.AF_INET, 0, 0, 0, 0, 0,
+                         0, 0, 0):
         _fam, dlen, _slen, _tos, table, _proto, scope, rtype, _flags = head
         if _u32(a.get(15), table) != 254 or rtype != 1:
             continue
@@ -177,9 +195,10 @@ def routes() -> list[Route]:
     return out
 
 
-def neighbours() -> list[Neigh]:
+def neighbours(sock: socket.socket | None = None) -> list[Neigh]:
     out = []
-    for (fam, index, state, _fl, _typ), a in _each(RTM_GETNEIGH, "=BxxxiHBB", socket.AF_INET, 0, 0, 0, 0):
+    for (fam, index, state, _fl, _typ), a in _each(sock, RTM_GETNEIGH, frozenset((1, 2)), "=BxxxiHBB", socket.AF_INET,
+                                                   0, 0, 0, 0):
         if fam != socket.AF_INET or 1 not in a:
             continue
         names = [n for bit, n in NUD.items() if state & bit] or ["NONE"]
@@ -187,9 +206,10 @@ def neighbours() -> list[Neigh]:
     return out
 
 
-def qdiscs() -> list[Qdisc]:
+def qdiscs(sock: socket.socket | None = None) -> list[Qdisc]:
     out = []
-    for (_fam, index, handle, parent, _info), a in _each(RTM_GETQDISC, "=BxxxiIII", socket.AF_UNSPEC, 0, 0, 0, 0):
+    for (_fam, index, handle, parent, _info), a in _each(sock, RTM_GETQDISC, frozenset((1, 2)), "=BxxxiIII",
+                                                         socket.AF_UNSPEC, 0, 0, 0, 0):
         q = Qdisc(index, _str(a.get(1)), handle, parent)
         if q.kind == "tbf":
             opts = _attrs(a.get(2, b""))
@@ -235,6 +255,8 @@ def read(netns_path: str | None, *, neigh: bool = False) -> NetnsView:
 
     try:
         with in_netns(netns_path):
-            return NetnsView(links(), addrs(), routes(), qdiscs(), neighbours() if neigh else [])
+            sock = _socket()  # bound to this namespace: the dumps need not stay inside
+        with sock:
+            return NetnsView(links(sock), addrs(sock), routes(sock), qdiscs(sock), neighbours(sock) if neigh else [])
     except OSError as e:
         return NetnsView(error=f"cannot read {netns_path}: {e.strerror or e}")
