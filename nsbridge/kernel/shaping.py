@@ -18,8 +18,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from nsbridge.kernel.netlink import NsLink
 
-ROOT_HANDLE = 0x10000  # 1:
-CHILD_HANDLE = 0x100000  # 10:, the tbf under a netem root
+MAJORS = (1, 2)  # root handles 1: and 2:, alternated (see apply)
+CHILD_MAJOR = 0x10  # the tbf under a netem root: 11: or 12:
 
 _RATE_UNITS = {
     "bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9, "tbit": 10**12,
@@ -173,11 +173,21 @@ def _unknown_kind(e: Exception) -> bool:
     return getattr(e, "code", 0) in (errno.ENOENT, errno.EOPNOTSUPP, errno.EINVAL)
 
 
+def _root_handle(index: int) -> int:
+    from nsbridge.kernel import rtnl
+
+    return next((q.handle for q in rtnl.qdiscs() if q.index == index and q.parent == 0xFFFFFFFF), 0)
+
+
 def apply(link: "NsLink", name: str, imp: Impairment) -> None:
-    """Replace the root qdisc of device NAME (in LINK's namespace) with IMP;
-    an empty IMP removes it (back to the default). The root is replaced in
-    one request, so a kernel without the needed qdisc refuses before
-    anything changed; a second step (tbf under netem) is undone on failure."""
+    """Replace the root qdisc of device NAME (in LINK's namespace, the thread
+    inside it) with IMP; an empty IMP removes it (back to the default).
+
+    The new root gets the handle the current one does not have, so the kernel
+    builds it aside and grafts it in one request (same handle, other kind
+    would be refused as a change): a kernel without the qdisc refuses before
+    anything changed, and the old tree (a tbf under a netem) goes with the
+    graft. A second step (tbf under netem) is undone on failure."""
     from pyroute2.netlink.exceptions import NetlinkError
 
     idx = link.index(name)
@@ -191,6 +201,8 @@ def apply(link: "NsLink", name: str, imp: Impairment) -> None:
             if e.code not in (errno.ENOENT, errno.EINVAL, errno.ENODEV):
                 raise KernelError(f"failed to clear the qdisc of {name}: {e}") from None
         return
+    major = MAJORS[1] if _root_handle(idx) >> 16 == MAJORS[0] else MAJORS[0]
+    root = major << 16
     if imp.needs_netem:
         kw: dict[str, object] = {}
         if imp.delay_us is not None:
@@ -200,21 +212,22 @@ def apply(link: "NsLink", name: str, imp: Impairment) -> None:
         if imp.loss_pct is not None:
             kw["loss"] = imp.loss_pct
         try:
-            ipr.tc("replace", kind="netem", index=idx, handle=ROOT_HANDLE, **kw)
+            ipr.tc("replace", kind="netem", index=idx, handle=root, **kw)
         except NetlinkError as e:
             if _unknown_kind(e) and netem_kernel_config() is not True:
                 raise KernelError(NO_NETEM) from None
             raise KernelError(f"failed to add netem on {name}: {e}") from None
         if imp.rate_bits is not None:
             try:
-                ipr.tc("add", kind="tbf", index=idx, handle=CHILD_HANDLE, parent=ROOT_HANDLE, **tbf_params(imp.rate_bits))
+                ipr.tc("add", kind="tbf", index=idx, handle=(major + CHILD_MAJOR) << 16, parent=root | 1,
+                       **tbf_params(imp.rate_bits))
             except NetlinkError as e:
                 apply(link, name, Impairment())
                 raise KernelError(f"failed to add tbf under netem on {name}: {e}") from None
         return
     assert imp.rate_bits is not None
     try:
-        ipr.tc("replace", kind="tbf", index=idx, handle=ROOT_HANDLE, **tbf_params(imp.rate_bits))
+        ipr.tc("replace", kind="tbf", index=idx, handle=root, **tbf_params(imp.rate_bits))
     except NetlinkError as e:
         if _unknown_kind(e):
             raise KernelError(f"this kernel has no tbf queueing discipline (sch_tbf, CONFIG_NET_SCH_TBF): {e}") from None

@@ -6,6 +6,7 @@ once where the kernel lacks it, changing nothing."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -71,7 +72,7 @@ def test_rate_with_tbf_recorded_shown_and_cleared(sb):
     lab(sb)
     sb.cli("impair", "web", "skynet", "--rate", "10mbit", check=True)
     q = qdisc(sb, "web")
-    assert q.startswith("qdisc tbf 1: root") and "rate 10Mbit" in q, q
+    assert re.match(r"qdisc tbf \d+: root", q) and "rate 10Mbit" in q, q
     assert endpoint(sb, "web")["impairment"] == "rate 10mbit"
     assert "impaired: rate 10mbit" in sb.cli("show", "web", check=True).stdout
     assert "qdisc tbf rate 10mbit" in sb.cli("show", "web", check=True).stdout
@@ -80,9 +81,12 @@ def test_rate_with_tbf_recorded_shown_and_cleared(sb):
     assert pings(sb, "web", "db")
     assert int(qdisc(sb, "web", stats=True).split("Sent ")[1].split()[2]) > sent
     assert sb.cli("system", "reconcile", check=True).stdout.strip() == "nothing to do: the store and the kernel agree"
-    # a new impairment replaces the old one
+    # a new impairment replaces the old one (grafted under the other root handle)
     sb.cli("impair", "web", "skynet", "--rate", "500kbit", check=True)
-    assert "rate 500Kbit" in qdisc(sb, "web")
+    q2 = qdisc(sb, "web")
+    assert "rate 500Kbit" in q2 and q2.count("qdisc ") == 1 and q2.split()[2] != q.split()[2], (q, q2)
+    sb.cli("impair", "web", "skynet", "--rate", "2mbit", check=True)
+    assert "rate 2Mbit" in qdisc(sb, "web") and qdisc(sb, "web").count("qdisc ") == 1
     sb.cli("impair", "web", "skynet", "--clear", check=True)
     assert "tbf" not in qdisc(sb, "web") and endpoint(sb, "web")["impairment"] == ""
 
@@ -134,5 +138,12 @@ def test_netem_delay_jitter_loss(sb):
     assert "netem" in q and "delay 50ms" in q and "loss 1%" in q and "tbf" in q, q
     rtt = sb.cli("exec", "web", "/usr/bin/ping", "-c", "3", "-i", "0.2", "db").stdout
     assert "time=4" in rtt or "time=5" in rtt, rtt
+    # netem to tbf and back: each a new root grafted in place of the old tree
+    sb.cli("impair", "web", "skynet", "--rate", "1mbit", check=True)
+    q = qdisc(sb, "web")
+    assert "netem" not in q and "rate 1Mbit" in q, q
+    sb.cli("impair", "web", "skynet", "--loss", "100%", check=True)
+    assert "netem" in qdisc(sb, "web") and "tbf" not in qdisc(sb, "web")
+    assert sb.cli("exec", "web", "/usr/bin/ping", "-c", "1", "-W", "1", "db").returncode != 0
     sb.cli("impair", "web", "skynet", "--clear", check=True)
     assert "netem" not in qdisc(sb, "web")
