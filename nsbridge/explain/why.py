@@ -18,6 +18,10 @@ from nsbridge.engine.links import impairment_of, link_states
 from nsbridge.errors import InvalidArgument, NotFound
 from nsbridge.explain import sockets
 from nsbridge.explain.hand import Hand
+from nsbridge.explain.verdict import (  # noqa: F401 (the causes are why's vocabulary too)
+    FIREWALL, ICC, IMPAIRED, INTERNAL, ISOLATION, LINK_DOWN, NAME, NO_ANSWER, NO_HOST, NO_ROUTE, NOT_LISTENING,
+    NOT_RUNNING, REACHABLE, Evidence, Verdict, render,
+)
 from nsbridge.kernel import counters, rtnl
 from nsbridge.kernel.ns import in_netns, netns_path
 from nsbridge.model import Container, Endpoint, Network
@@ -28,42 +32,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from nsbridge.engine.views import ViewOps
-
-# causes
-REACHABLE = ""
-NOT_RUNNING = "not-running"
-NAME = "name"
-ISOLATION = "no-common-network"
-INTERNAL = "internal"
-ICC = "icc-disabled"
-NO_ROUTE = "no-route"
-NOT_LISTENING = "not-listening"
-LINK_DOWN = "link-down"
-IMPAIRED = "impairment"
-NO_HOST = "no-such-host"
-FIREWALL = "firewall"
-NO_ANSWER = "no-answer"
-
-
-@record
-class Evidence:
-    what: str  # probe, name, rule, routes, link, qdisc, sockets, neighbour, note
-    text: str
-    cmd: str = ""
-
-
-@record
-class Verdict:
-    a: str
-    b: str
-    proto: str
-    port: int | None
-    target: str = ""  # the address probed
-    reachable: bool = False
-    cause: str = ""
-    sentence: str = ""
-    evidence: list[Evidence] = field(default_factory=list)
-
 
 @record
 class Side:
@@ -404,18 +372,3 @@ def explain(reader: "ViewOps", a_ref: str, b_ref: str, proto: str = "icmp", port
     else:
         w.timeout_cause(v, a)
     return v
-
-
-def render(v: Verdict) -> str:
-    how = v.proto + (f" port {v.port}" if v.port else "")
-    head = f"why {v.a} -> {v.b} ({how}" + (f" to {v.target}" if v.target and v.target != v.b else "") + ")"
-    out = [head, ("  REACHABLE: " if v.reachable else "  NOT REACHABLE: ") + v.sentence]
-    if v.cause:
-        out.append(f"  cause: {v.cause}")
-    if v.evidence:
-        out.append("  evidence:")
-        for e in v.evidence:
-            out.append(f"    {e.what:<10} {e.text}")
-            if e.cmd:
-                out.append(f"    {'':<10} $ {e.cmd}")
-    return "\n".join(out) + "\n"
