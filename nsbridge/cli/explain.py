@@ -38,16 +38,16 @@ def add_parsers(sub, only: str | None = None) -> None:
         how.add_argument("--tcp", type=_port, metavar="PORT", help="a TCP connect to PORT")
         how.add_argument("--udp", type=_port, metavar="PORT", help="a UDP datagram to PORT (an answer is needed)")
         how.add_argument("--icmp", action="store_true", help="an ICMP echo (the default)")
-        p.add_argument("--timeout", type=float, default=1.0, metavar="SECONDS")
+        p.add_argument("--timeout", type=_seconds, default=1.0, metavar="SECONDS")
         p.add_argument("--format", default="text", choices=("text", "json"))
         p.set_defaults(handler=cmd_why)
     if only in (None, "trace"):
         p = sub.add_parser("trace", help="Capture packets on a bridge, a container's interface or a veth")
         p.add_argument("where", metavar="NET|CTR[:IFACE]|VETH")
         p.add_argument("filter", nargs="*", metavar="FILTER", help="a tcpdump (BPF) filter, e.g. icmp or port 53")
-        p.add_argument("-c", "--count", type=int, default=0, metavar="N", help="stop after N packets")
+        p.add_argument("-c", "--count", type=_count, default=0, metavar="N", help="stop after N packets")
         p.add_argument("-w", "--write", metavar="FILE.pcap", help="also write the packets to a pcap file")
-        p.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="stop after SECONDS")
+        p.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS", help="stop after SECONDS")
         p.set_defaults(handler=cmd_trace)
     if only in (None, "link"):
         p = sub.add_parser("link", help="Take a container's endpoint on a network down or up")
@@ -70,6 +70,22 @@ def add_parsers(sub, only: str | None = None) -> None:
 def _port(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"invalid port {text!r}: 1 to 65535")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not 0 < v <= 3600:
+        raise argparse.ArgumentTypeError(f"invalid time {text!r}: seconds, more than 0")
+    return v
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: a number of packets")
     return int(text)
 
 

@@ -149,6 +149,8 @@ def test_names_default_bridge_disconnected_and_unknown(sb):
     assert p.returncode == 1 and p.stderr.strip() == "Error response from daemon: No such container: nosuch"
     p = sb.cli("why", "web", "db", "--tcp", "0")
     assert p.returncode == 1 and "invalid port '0'" in p.stderr
+    p = sb.cli("why", "web", "db", "--timeout", "0")
+    assert p.returncode == 1 and "invalid time '0'" in p.stderr
 
 
 def test_link_down_is_named_and_up_again_reaches(sb):
