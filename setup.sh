@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# nsbridge set-up, idempotent, for a fresh Debian/Ubuntu machine, as root.
+# nsbridge set-up, idempotent, for a fresh Debian 12+/Ubuntu 22.04+ machine, as root (sudo, or a root shell).
 #   sudo ./setup.sh          install what is missing, then run the tutorials' walkthrough demo in a sandbox host
 #   sudo ./setup.sh test     install what is missing (and the test tools), then run the whole test suite
+# tools/fresh-debian.sh runs both on a minimal Debian 12 made by debootstrap.
 # Installs: system packages (iproute2, iptables, iputils-ping, ...), a venv in .venv with the package,
 # and /usr/local/bin/nsbridge so that `sudo nsbridge ...` works.
 set -euo pipefail
@@ -19,25 +20,35 @@ fi
 say() { printf '\n== %s\n' "$*"; }
 
 # System packages: the kernel tools nsbridge drives, and what the tests and benchmarks use
-# (dnsutils for nslookup/dig inside containers, iperf3, dnsmasq-base and aardvark-dns for benchmarks;
-# tcpdump brings libpcap, which compiles `nsbridge trace`'s filters, and reads its pcap files).
-pkgs=(iproute2 iptables iputils-ping procps kmod dnsutils iperf3 dnsmasq-base psmisc busybox tcpdump)
+# (dnsutils for nslookup/dig inside containers, net-tools for the tutorials' `ifconfig docker0`,
+# iperf3, dnsmasq-base and aardvark-dns for benchmarks; tcpdump brings libpcap, which compiles
+# `nsbridge trace`'s filters, and reads its pcap files).
+pkgs=(iproute2 iptables iputils-ping procps kmod dnsutils net-tools iperf3 dnsmasq-base psmisc busybox tcpdump)
+optional=()  # installed where the release has them (Ubuntu 22.04 has no aardvark-dns)
 if [ "$mode" = test ] || [ "$mode" = bench ]; then
-  pkgs+=(aardvark-dns)
+  optional+=(aardvark-dns)
 fi
 if [ "$mode" = test ]; then
-  pkgs+=(chromium)  # a real headless browser renders `show --format html` in the tests (large: tests only)
+  # a real headless browser renders `show --format html` in the tests (large: tests only;
+  # where the release has no chromium package the test says it did not run)
+  optional+=(chromium)
 fi
 command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || pkgs+=(python3-venv)
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  say "installing system packages: ${missing[*]}"
+for p in "${pkgs[@]}"; do installed "$p" || missing+=("$p"); done
+wanted=()
+for p in "${optional[@]}"; do installed "$p" || wanted+=("$p"); done
+if [ "${#missing[@]}" -gt 0 ] || [ "${#wanted[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  for p in "${wanted[@]}"; do
+    if apt-cache show "$p" >/dev/null 2>&1; then missing+=("$p"); else echo "setup.sh: $p is not in this release: skipped (benchmarks and tests only)"; fi
+  done
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+  say "installing system packages: ${missing[*]}"
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 modprobe br_netfilter 2>/dev/null || true

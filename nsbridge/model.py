@@ -61,8 +61,10 @@ class IpamConfig:
     subnet: str
     gateway: str
     ip_range: str | None = None
-    #: whether --gateway was given (Docker shows Gateway for user networks either way)
+    #: whether --gateway was given (kept in records; inspect shows Gateway either way)
     gateway_given: bool = False
+    #: --aux-address NAME=IP: addresses IPAM never hands out (Docker's AuxiliaryAddresses)
+    aux_addresses: dict[str, str] = field(default_factory=dict)
 
 
 @record
@@ -182,6 +184,19 @@ class Container:
     restart_policy: str = "no"
     stopped_by_user: bool = False  # `unless-stopped` stays down after a reboot only then
     standin: str = ""  # catalog entry the container runs instead of a command
+    #: --mac-address as given (Config.MacAddress); applied through endpoint_macs
+    mac_address: str = ""
+    #: network id -> the MAC its endpoint there gets (--mac-address on the first network,
+    #: `--network name=N,mac-address=M`); others are derived from the address
+    endpoint_macs: dict[str, str] = field(default_factory=dict)
+    #: network id -> its endpoint's interface sysctls (`net.ipv4.conf.IFNAME.x=v`)
+    endpoint_sysctls: dict[str, list[str]] = field(default_factory=dict)
+    #: the image's ENTRYPOINT and CMD (from the catalog, recorded at create as Docker
+    #: records Config): what `ps` and `inspect` show; the container runs `cmd` or a stand-in
+    entrypoint: list[str] = field(default_factory=list)
+    image_cmd: list[str] = field(default_factory=list)
+    #: `network connect --link NAME:ALIAS`: network id -> its links (names its resolver maps)
+    net_links: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def short_id(self) -> str:
@@ -190,6 +205,17 @@ class Container:
     @property
     def running(self) -> bool:
         return self.state == "running"
+
+    def forget_network(self, network_id: str) -> bool:
+        """Drop what the container keeps for one network (on disconnect); True if anything."""
+        found = [d.pop(network_id, None) is not None for d in (self.net_links, self.endpoint_macs, self.endpoint_sysctls)]
+        return any(found)
+
+    @property
+    def shown_command(self) -> list[str]:
+        """Path and Args as Docker shows them: the image's entrypoint, then the
+        given command or the image's own."""
+        return [*self.entrypoint, *(self.cmd or self.image_cmd)]
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -199,6 +199,13 @@ def publish_all_specs(specs: list[PublishSpec], exposed: list[str]) -> list[Publ
 
 
 # -- allocation ---------------------------------------------------------------------
+def docker_order(specs: list[PublishSpec]) -> list[PublishSpec]:
+    """The order Docker allocates in (go-connections' nat.SortPortMap): bindings
+    with a host port first, then those it picks, by the container port's key as a
+    string, so with -P `443/tcp` gets its host port before `80/tcp`."""
+    return sorted(specs, key=lambda s: (s.pick, s.key() if s.pick else ""))
+
+
 def ips_overlap(a: str, b: str) -> bool:
     """Two host addresses clash when equal or when either is every address."""
     wild = ("", "0.0.0.0")

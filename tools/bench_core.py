@@ -221,7 +221,7 @@ def whole_process(sb: Sandbox, runs: int) -> None:
         rows,
     )
     if not docker:
-        print("\n(docker daemon not reachable here: `docker here` not measured; reference figures from shared/reference/docker/README.md)")
+        print("\n(docker daemon not reachable here: `docker here` not measured; reference figures: docs/architecture.md, Docker's own timings)")
 
 
 def docker_figures(runs: int) -> dict[str, float]:

@@ -64,7 +64,7 @@ print(done / (time.perf_counter() - t0), failed)
 """
 
 # A user-space TCP proxy as docker-proxy is one: asyncio Protocols (the faster of the
-# asyncio designs in kernel-costs.md), each side pausing the other when its buffer fills.
+# asyncio designs measured: 14 Gbit/s vs 9.9 for asyncio streams), each side pausing the other when its buffer fills.
 PROXY = r"""
 import asyncio, sys
 lip, lport, dip, dport = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])

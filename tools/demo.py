@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The tutorials' walkthrough (shared/reference/tutorials/), typed as a
+"""The tutorials' walkthrough (docs/tutorials.md), typed as a
 student would with `nsbridge` in place of `docker`, in a sandbox host that is
 removed at the end. Prints each command and what it printed; exits non-zero
 if a step did not give what the tutorial shows.

@@ -32,6 +32,7 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--network", "--net", action="append", default=[])
     p.add_argument("--network-alias", "--net-alias", action="append", default=[])
     p.add_argument("--ip")
+    p.add_argument("--mac-address")
     p.add_argument("-h", "--hostname")
     p.add_argument("--rm", action="store_true")
     p.add_argument("-e", "--env", action="append", default=[])
@@ -151,6 +152,7 @@ def _spec(a: argparse.Namespace):
         aliases=a.network_alias, detach=a.detach, interactive=a.interactive, tty=a.tty, auto_remove=a.rm,
         env=a.env, dns=a.dns, dns_search=a.dns_search, dns_options=a.dns_option, add_hosts=a.add_host,
         links=a.link, publish=a.publish, publish_all=a.publish_all, expose=a.expose, restart=a.restart,
+        mac_address=a.mac_address,
     )
 
 

@@ -38,11 +38,14 @@ def add_parser(sub) -> None:
     c.add_argument("--subnet", action="append", default=[])
     c.add_argument("--gateway", action="append", default=[])
     c.add_argument("--ip-range", action="append", default=[])
+    c.add_argument("--aux-address", action="append", default=[])
     c.add_argument("--internal", action="store_true")
     c.add_argument("--attachable", action="store_true")
     c.add_argument("--label", action="append", default=[])
     c.add_argument("-o", "--opt", action="append", default=[])
     c.add_argument("--ipv6", action="store_true")
+    c.add_argument("--scope", choices=["local", "swarm", "global"])
+    c.add_argument("--ingress", action="store_true")
     c.set_defaults(handler=cmd_create)
 
     i = nsub.add_parser("inspect", help="Display detailed information on one or more networks")
@@ -61,6 +64,7 @@ def add_parser(sub) -> None:
     cn.add_argument("container")
     cn.add_argument("--ip")
     cn.add_argument("--alias", action="append", default=[])
+    cn.add_argument("--link", action="append", default=[])
     cn.set_defaults(handler=cmd_connect)
 
     dc = nsub.add_parser("disconnect", help="Disconnect a container from a network")
@@ -85,27 +89,26 @@ def cmd_ls(a: argparse.Namespace, host: Host) -> int:
     return 0
 
 
-def _one(values: list[str], flag: str) -> str | None:
-    if len(values) > 1:
-        from nsbridge.errors import InvalidArgument
-
-        raise InvalidArgument(f"nsbridge supports one IPv4 {flag} per network")
-    return values[0] if values else None
-
-
 def cmd_create(a: argparse.Namespace, host: Host) -> int:
     from nsbridge.engine import validate
     from nsbridge.errors import InvalidArgument
 
     if a.ipv6:
         raise InvalidArgument("IPv6 networks are not supported by nsbridge yet")
+    if a.scope in ("swarm", "global") or a.ingress or a.driver == "overlay":
+        from nsbridge.engine.networks import NOT_IN_SWARM
+        from nsbridge.errors import Forbidden
+
+        raise Forbidden(NOT_IN_SWARM)
+    subnet, gateway, ip_range = validate.ipam_flags(a.subnet, a.gateway, a.ip_range)
     with _engine(host) as e:
         n = e.network_create(
             a.name,
             driver=a.driver,
-            subnet=_one(a.subnet, "--subnet"),
-            gateway=_one(a.gateway, "--gateway"),
-            ip_range=_one(a.ip_range, "--ip-range"),
+            subnet=subnet,
+            gateway=gateway,
+            ip_range=ip_range,
+            aux_addresses=validate.aux_addresses(a.aux_address),
             internal=a.internal,
             attachable=a.attachable,
             labels=validate.labels(a.label),
@@ -150,7 +153,7 @@ def print_done(names: list[str]) -> None:
 
 def cmd_connect(a: argparse.Namespace, host: Host) -> int:
     with _engine(host) as e:
-        e.connect(a.network, a.container, ip=a.ip, aliases=a.alias)
+        e.connect(a.network, a.container, ip=a.ip, aliases=a.alias, links=a.link)
     return 0
 
 

@@ -14,6 +14,7 @@ Rules (Docker's embedded DNS, scoped per querier):
   outside the network's subnet is refused; an unknown source inside it (the gateway)
   is a querier attached to this network only;
 - names: container names, per-network aliases, 12-character IDs, NAME.NETWORK,
+  and the querier's own `network connect --link NAME:ALIAS` aliases on that network,
   case-insensitive, only on networks the querier is on (this network first, then its
   other networks in attach order; the first network where the name exists wins, as
   Docker does) and answering the target's address on that network;
@@ -42,7 +43,8 @@ _REV = ".in-addr.arpa"
 SQL_GENERATION = "SELECT value FROM meta WHERE key = 'generation'"
 SQL_NETWORKS = "SELECT data FROM networks"
 SQL_ENDPOINTS = (
-    "SELECT e.network_id, e.container_id, e.ip, e.aliases, c.name, json_extract(c.data, '$.dns')"
+    "SELECT e.network_id, e.container_id, e.ip, e.aliases, c.name, json_extract(c.data, '$.dns'),"
+    " json_extract(c.data, '$.net_links')"
     " FROM endpoints e JOIN containers c ON c.id = e.container_id"
     " WHERE e.ip IS NOT NULL ORDER BY e.position, e.container_id"
 )
@@ -70,8 +72,10 @@ FORWARDED = Answer(FORWARD)
 REFUSE = Answer(REFUSED)
 EMPTY = Answer(LOCAL)
 
-#: a querier's view: the network ids whose names it sees, this network first
+#: a querier's view: the network ids whose names it sees, this network first, then
+#: LINKED + its container id when it has `network connect --link` names of its own
 View = tuple[str, ...]
+LINKED = "@"
 
 
 def ip_int(ip: str) -> int | None:
@@ -117,6 +121,8 @@ class Snapshot:
     nets_of: dict[str, list[str]] = field(default_factory=dict)
     #: container id -> its own upstream servers (`run --dns`), when it has some
     dns_of: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: (container id, network id) -> its `network connect --link` aliases there: alias -> name
+    links: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
 
 def load(conn: sqlite3.Connection) -> Snapshot:
@@ -133,10 +139,14 @@ def load(conn: sqlite3.Connection) -> Snapshot:
             continue  # not IPv4: this resolver serves IPv4 only
         snap.nets[n.id] = _Net(n.id, n.name, n.name.lower(), n.ipam.gateway, net & mask, mask, n.has_dns)
     names: dict[str, dict[str, list[str]]] = {}
-    for nid, cid, ip, aliases, cname, dns in conn.execute(SQL_ENDPOINTS).fetchall():
+    for nid, cid, ip, aliases, cname, dns, links in conn.execute(SQL_ENDPOINTS).fetchall():
         net_ = snap.nets.get(nid)
         if net_ is None or not net_.dns:
             continue  # the default bridge has no names (Docker's legacy links only)
+        if links and links != "{}":
+            for link in json.loads(links).get(nid, ()):
+                target, _, alias = link.partition(":")
+                snap.links.setdefault((cid, nid), {})[alias.lower()] = target.lower()
         if dns and dns != "[]" and cid not in snap.dns_of:
             snap.dns_of[cid] = tuple(x for x in json.loads(dns) if isinstance(x, str))
         snap.owner[(nid, ip)] = cid
@@ -197,7 +207,10 @@ class Records:
         cid = self.snap.owner.get((me.id, src_ip))
         if cid is None:
             return (me.id,)
-        return (me.id,) + tuple(n for n in self.snap.nets_of.get(cid, ()) if n != me.id)
+        view = (me.id,) + tuple(n for n in self.snap.nets_of.get(cid, ()) if n != me.id)
+        if any((cid, n) in self.snap.links for n in view):
+            view += (LINKED + cid,)  # its answers are its own: a view apart
+        return view
 
     def upstreams(self, src_ip: str) -> tuple[str, ...]:
         """The querier's own `--dns` servers; () means the host's."""
@@ -208,21 +221,24 @@ class Records:
         """The answer in a fixed order (rotation is the caller's: see Answer.rotated)."""
         snap = self.snap
         name = qname.rstrip(".").lower()
+        querier = view[-1][len(LINKED):] if view[-1].startswith(LINKED) else None
+        nets = view[:-1] if querier else view
         if name == HOST_GATEWAY:
-            return Answer(LOCAL, A, (snap.nets[view[0]].gateway,)) if qtype == A else EMPTY
+            return Answer(LOCAL, A, (snap.nets[nets[0]].gateway,)) if qtype == A else EMPTY
         if name.endswith(_REV):
             ip = reverse_ip(name)
             if ip is not None:
-                for nid in view:
+                for nid in nets:
                     target = snap.ptr.get(nid, {}).get(ip)
                     if target is not None:
                         return Answer(LOCAL, PTR, (target,)) if qtype == PTR else EMPTY
             return FORWARDED
-        for nid in view:
-            ips = snap.names.get(nid, {}).get(name)
+        for nid in nets:
+            target = snap.links.get((querier, nid), {}).get(name, name) if querier else name
+            ips = snap.names.get(nid, {}).get(target)
             if ips:
                 return Answer(LOCAL, A, ips) if qtype == A else EMPTY
-        for nid in view:
+        for nid in nets:
             suffix = "." + snap.nets[nid].lname
             if name.endswith(suffix):
                 ips = snap.names.get(nid, {}).get(name[: -len(suffix)])

@@ -18,7 +18,7 @@ and oversized packets are dropped; no per-packet exception leaves the loop. Logs
 line per start, stop, upstream change and (rate-limited) error.
 
 Imports: dnslib, sqlite3, select (epoll), socket and records.py; not pyroute2, not threads,
-not asyncio (their cost is the point of this design, see DESIGN.md "Performance").
+not asyncio (their cost is the point of this design: docs/architecture.md, "Performance").
 """
 from __future__ import annotations
 

@@ -3,9 +3,11 @@ the network's iptables rules. Drivers are handed the kernel objects and a
 Plan; they never touch the store."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from nsbridge.engine.plan import Plan
 from nsbridge.errors import KernelError
-from nsbridge.kernel import ns
+from nsbridge.kernel import ns, sysctl
 from nsbridge.kernel.firewall import Firewall, Rule, network_rules
 from nsbridge.kernel.netlink import ALIAS_PREFIX, NsLink
 from nsbridge.model import Endpoint, Network
@@ -55,10 +57,12 @@ def join(
     default_route: bool,
     lo_up: bool = False,
     ipv6_off_by_default: bool = False,
+    sysctls: Sequence[str] = (),
 ) -> None:
     """veth created in place (peer already inside, named and with its MAC),
     host end on the bridge, address and routes inside (and loopback up with
-    LO_UP: the first endpoint of a new container)."""
+    LO_UP: the first endpoint of a new container), then the endpoint's interface
+    sysctls (`net.ipv4.conf.IFNAME.x=v`, IFNAME being its eth<N>)."""
     assert net.ipam is not None and ep.ip is not None
     ip, gw = ep.ip, net.ipam.gateway
 
@@ -75,6 +79,13 @@ def join(
     def address() -> None:
         with ns.in_netns(ctr_fd):
             ctr.configure_inside(ep.ifname, ip, net.prefixlen(), gw if default_route else None, lo_up)
+            for item in sysctls:
+                key, _, value = item.partition("=")
+                key = key.replace(".IFNAME.", f".{ep.ifname}.")
+                try:
+                    sysctl.write(key, value)
+                except OSError as e:
+                    raise KernelError(f"failed to set {key}={value} in the container: {e.strerror}") from None
 
     plan.step("endpoint.address", address)
 

@@ -50,6 +50,10 @@ class RunSpec:
     publish_all: bool = False
     expose: list[str] = field(default_factory=list)
     restart: str = "no"
+    mac_address: str | None = None
+
+
+ALIAS_ON_PREDEFINED = "network-scoped aliases are only supported for user-defined networks"
 
 
 class ContainerOps(EndpointOps):
@@ -58,11 +62,14 @@ class ContainerOps(EndpointOps):
         if spec.name is not None:
             validate.container_name(spec.name)
         mode = validate.network_mode(spec.networks)
+        if mode.mode == "named":
+            spec.networks = list(mode.names)  # the extended forms' settings are in mode.attachments
         if spec.ip is not None:
             from nsbridge.ipam.pools import parse_ip
 
             parse_ip(spec.ip)
-        validate.run_options(spec)  # hostname, --dns*, --add-host, --link, --restart
+        validate.run_options(spec)  # hostname, --dns*, --add-host, --link, --restart, --mac-address, aliases
+        validate.first_network_flags(spec, mode)
         if spec.cmd and not self._standin_replaces(spec.image, spec.cmd):
             from nsbridge.engine.process import check_command
 
@@ -94,6 +101,7 @@ class ContainerOps(EndpointOps):
             return c
 
     def _new_container(self: "Engine", spec: RunSpec, mode: validate.NetworkSpec) -> tuple[Container, list[Endpoint]]:
+        from nsbridge import standins
         from nsbridge.engine import process
 
         name = spec.name
@@ -102,6 +110,7 @@ class ContainerOps(EndpointOps):
         else:
             name = random_name(self.store.name_taken)
         cid = new_id()
+        entrypoint, image_cmd = standins.image_config(spec.image)
         c = Container(
             id=cid,
             name=name,
@@ -121,10 +130,15 @@ class ContainerOps(EndpointOps):
             restart_policy=spec.restart,
             publish_all=spec.publish_all,
             exposed=list(spec.expose),
+            mac_address=spec.mac_address or "",
+            entrypoint=entrypoint,
+            image_cmd=image_cmd,
         )
         eps: list[Endpoint] = []
         if spec.aliases and (mode.mode != "named" or self.network(mode.names[0]).predefined):
-            raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
+            raise InvalidArgument(ALIAS_ON_PREDEFINED)  # a predefined network named by its ID
+        if spec.mac_address and mode.mode in ("host", "container"):
+            raise InvalidArgument("conflicting options: mac-address and the network mode")
         for ref in spec.links:
             target = validate.link(ref)[0]
             if self.store.find_container(target) is None:
@@ -153,10 +167,18 @@ class ContainerOps(EndpointOps):
                     raise InvalidArgument(
                         "container cannot be connected to multiple networks with one of the networks in private (none) mode"
                     )
-                ip = spec.ip if i == 0 else None
+                att = mode.attachments.get(ref) or validate.Attachment(ref)
+                ip = att.ip or (spec.ip if i == 0 else None)
                 if ip and net.is_default_bridge:
                     raise InvalidArgument("user specified IP address is supported on user defined networks only")
-                aliases = list(spec.aliases) if not net.is_default_bridge else []
+                if att.aliases and net.predefined:
+                    raise InvalidArgument(ALIAS_ON_PREDEFINED)  # a predefined network named by its ID
+                aliases = [*spec.aliases, *att.aliases] if not net.is_default_bridge else []
+                mac = att.mac or (spec.mac_address if i == 0 else None)
+                if mac:
+                    c.endpoint_macs[net.id] = mac
+                if att.sysctls:
+                    c.endpoint_sysctls[net.id] = list(att.sysctls)
                 eps.append(Endpoint(cid, net.id, i, ip_requested=ip, aliases=aliases))
             if spec.links and not all(self.network(r).is_default_bridge for r in mode.names[:1]):
                 raise InvalidArgument("links are only supported for containers on the default bridge network")
@@ -365,11 +387,16 @@ class ContainerOps(EndpointOps):
                 self.store.put_container(c)
 
     # -- connect / disconnect ----------------------------------------------------------
-    def connect(self: "Engine", net_ref: str, ctr_ref: str, ip: str | None = None, aliases: list[str] | None = None) -> None:
+    def connect(self: "Engine", net_ref: str, ctr_ref: str, ip: str | None = None, aliases: list[str] | None = None,
+                links: list[str] | None = None) -> None:
+        """`network connect [--ip] [--alias]... [--link NAME:ALIAS]...`. A link on a
+        user network is a name for this container only: its resolver answers ALIAS
+        with NAME's address there (Docker's endpoint alias); NAME need not exist yet."""
         if ip is not None:
             from nsbridge.ipam.pools import parse_ip
 
             parse_ip(ip)
+        links = [":".join(validate.link(v)) for v in links or []]
         with self._session() as k:
             net = self.network(net_ref)
             c = self.container(ctr_ref)
@@ -381,13 +408,18 @@ class ContainerOps(EndpointOps):
                 )
             if c.network_mode.startswith("container:"):
                 raise Forbidden("container sharing network namespace with another container cannot be connected to a network")
-            eps = self.store.endpoints_of(c.id)
-            if any(e.network_id == net.id for e in eps):
-                raise Conflict(f"endpoint with name {c.name} already exists in network {net.name}")
+            # the endpoint settings first, as Docker's daemon validates them before it makes the endpoint
             if ip and net.is_default_bridge:
                 raise InvalidArgument("user specified IP address is supported on user defined networks only")
             if aliases and net.is_default_bridge:
-                raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
+                raise InvalidArgument(ALIAS_ON_PREDEFINED)
+            if links and net.is_default_bridge:
+                raise InvalidArgument("links are only supported for user-defined networks")
+            eps = self.store.endpoints_of(c.id)
+            if any(e.network_id == net.id for e in eps):
+                raise Conflict(f"endpoint with name {c.name} already exists in network {net.name}")
+            if links:
+                c.net_links[net.id] = links
             pos = max((e.position for e in eps), default=-1) + 1
             ep = Endpoint(c.id, net.id, pos, ip_requested=ip, aliases=list(aliases or []) if not net.is_default_bridge else [])
             if c.running:
@@ -395,18 +427,21 @@ class ContainerOps(EndpointOps):
                     self._attach_one(plan, k, c, ep, net)
                     live = [e for e in eps if e.ip] + [ep]
                     plan.step("container.files", lambda: self._write_files(c, live))
-                    plan.step("endpoint.record", lambda: self._put_endpoint(ep))
+                    plan.step("endpoint.record", lambda: self._put_endpoint(ep, c if links else None))
             else:
                 if ip:
                     from nsbridge.ipam import allocator
 
                     assert net.ipam is not None
-                    allocator.check_requested(net.ipam.subnet, net.ipam.gateway, ip, self.store.taken_ips(net.id))
-                self._put_endpoint(ep)
+                    allocator.check_requested(net.ipam.subnet, net.ipam.gateway, ip, self._taken_ips(net))
+                self._put_endpoint(ep, c if links else None)
 
-    def _put_endpoint(self: "Engine", ep: Endpoint) -> None:
+    def _put_endpoint(self: "Engine", ep: Endpoint, c: Container | None = None) -> None:
+        """The endpoint (and the container, when its links changed) in one transaction."""
         with self.store.tx():
             self.store.put_endpoint(ep)
+            if c is not None:
+                self.store.put_container(c)
 
     def disconnect(self: "Engine", net_ref: str, ctr_ref: str, force: bool = False) -> None:
         with self._session() as k:
@@ -425,6 +460,8 @@ class ContainerOps(EndpointOps):
                 self._ports_teardown_endpoint(k, c, ep)
             with self.store.tx():
                 self.store.delete_endpoint(c.id, net.id)
+                if c.forget_network(net.id):
+                    self.store.put_container(c)
             if c.running:
                 self._write_files(c, [e for e in self.store.endpoints_of(c.id) if e.ip])
 

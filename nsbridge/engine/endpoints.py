@@ -26,9 +26,14 @@ def new_endpoint_id() -> str:
 
 
 class EndpointOps:
+    def _taken_ips(self: "Engine", net: Network) -> set[str]:
+        """Addresses IPAM must not hand out: live endpoints' and --aux-address ones."""
+        assert net.ipam is not None
+        return self.store.taken_ips(net.id) | set(net.ipam.aux_addresses.values())
+
     def _assign_ip(self: "Engine", net: Network, ep: Endpoint, fresh: set[str]) -> str:
         assert net.ipam is not None
-        taken = self.store.taken_ips(net.id) | fresh
+        taken = self._taken_ips(net) | fresh
         if ep.ip_requested:
             return allocator.check_requested(net.ipam.subnet, net.ipam.gateway, ep.ip_requested, taken)
         rng = allocator.usable(net.ipam.subnet, net.ipam.ip_range)
@@ -68,7 +73,7 @@ class EndpointOps:
                 fresh.add(ip)
                 ep.ip = ip
                 ep.last_ip = ip
-                ep.mac = mac_for(ip)
+                ep.mac = c.endpoint_macs.get(net.id) or mac_for(ip)
                 ep.endpoint_id = new_endpoint_id()
                 ep.ifname = f"eth{len(live)}"
                 ep.host_ifname = "veth" + ep.endpoint_id[:7]
@@ -76,7 +81,7 @@ class EndpointOps:
                 if default_route:
                     first_gw = False
                 drv.join(plan, k.link, ctr, fd, net, ep, default_route, lo_up=not live,
-                         ipv6_off_by_default=self.host.netns is not None)
+                         ipv6_off_by_default=self.host.netns is not None, sysctls=c.endpoint_sysctls.get(net.id, ()))
                 live.append(ep)
         finally:
             ctr.close()

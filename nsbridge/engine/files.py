@@ -1,5 +1,5 @@
 """A container's /etc/hosts, /etc/resolv.conf and /etc/hostname, as Docker
-writes them (shared/reference/docker/containers.txt; libnetwork's etchosts and
+writes them (what Docker 20.10 wrote in each kind of network; libnetwork's etchosts and
 resolvconf packages). Pure text building; the engine writes the results under
 the state root.
 

@@ -15,6 +15,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nsbridge")
 
+#: Docker's daemon, asked for a swarm-scoped network on a host that is in no swarm (nsbridge never is)
+NOT_IN_SWARM = (
+    'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" '
+    "to connect this node to swarm and try again."
+)
+
 
 class NetworkOps:
     def network_create(
@@ -24,6 +30,7 @@ class NetworkOps:
         subnet: str | None = None,
         gateway: str | None = None,
         ip_range: str | None = None,
+        aux_addresses: dict[str, str] | None = None,
         internal: bool = False,
         attachable: bool = False,
         labels: dict[str, str] | None = None,
@@ -32,11 +39,13 @@ class NetworkOps:
         # 1. validate everything before touching anything
         if driver in ("host", "null"):
             raise Forbidden(f'only one instance of "{driver}" network is allowed')
+        if driver == "overlay":  # Docker's answer on a host that is not in a swarm
+            raise Forbidden(NOT_IN_SWARM)
         if driver != "bridge":
             raise NotFound(f'plugin "{driver}" not found')
         validate.network_name(name)
         opts = validate.network_options(dict(options or {}))
-        req = validate.ipam_request(subnet, gateway, ip_range)
+        req = validate.ipam_request(subnet, gateway, ip_range, aux_addresses)
         with self._session() as k:
             # 2. under the lock: conflicts with what exists
             nets = self.store.networks()
@@ -55,7 +64,10 @@ class NetworkOps:
             bridge = opts.get(OPT_BRIDGE_NAME) or f"br-{net_id[:12]}"
             if bridge in {n.bridge for n in nets} or k.link.index(bridge) is not None:
                 raise Conflict(f"bridge name {bridge} is already in use by another interface")
-            gw = req.gateway or str(next(sub.hosts()))
+            from nsbridge.ipam import allocator
+
+            gw = req.gateway or allocator.default_gateway(sub, req.ip_range)
+            allocator.reserve_aux(str(sub), gw, req.aux_addresses)
             net = Network(
                 id=net_id,
                 name=name,
@@ -66,6 +78,7 @@ class NetworkOps:
                     gateway=gw,
                     ip_range=str(req.ip_range) if req.ip_range else None,
                     gateway_given=req.gateway is not None,
+                    aux_addresses=dict(req.aux_addresses),
                 ),
                 internal=internal,
                 attachable=attachable,

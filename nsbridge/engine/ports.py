@@ -73,7 +73,7 @@ class PortOps:
         default_ip = net.options.get(OPT_HOST_BINDING, "")
         allocated, avoid = self._ports_held(exclude=c.id)
         try:
-            c.ports = grammar.allocate(specs, default_ip, allocated, avoid, self._ports_dynamic_range())
+            c.ports = grammar.allocate(grammar.docker_order(specs), default_ip, allocated, avoid, self._ports_dynamic_range())
         except grammar.PortAllocated as e:
             # Docker names the endpoint it was programming; it is never made here
             from nsbridge.engine.endpoints import new_endpoint_id

@@ -15,6 +15,30 @@ def usable(subnet: str, ip_range: str | None) -> ipaddress.IPv4Network:
     return ipaddress.IPv4Network(ip_range or subnet)
 
 
+def default_gateway(subnet: ipaddress.IPv4Network, ip_range: ipaddress.IPv4Network | None) -> str:
+    """The gateway when --gateway is not given: as libnetwork asks its IPAM for
+    one, the first address of the range (the subnet's when there is none)
+    that is neither the subnet's network nor its broadcast address."""
+    rng = ip_range or subnet
+    reserved = (subnet.network_address, subnet.broadcast_address)
+    for a in (rng.network_address, rng.network_address + 1):
+        if a in rng and a not in reserved:
+            return str(a)
+    raise Conflict(f"failed to allocate gateway (): no available IPv4 addresses in range {rng}")
+
+
+def reserve_aux(subnet: str, gateway: str, aux: dict[str, str]) -> None:
+    """--aux-address values are reserved after the gateway, as libnetwork does:
+    one already taken (the gateway, another aux address, the subnet's network or
+    broadcast address) is libnetwork's error."""
+    net = ipaddress.IPv4Network(subnet)
+    taken = {str(net.network_address), str(net.broadcast_address), gateway}
+    for name, ip in aux.items():
+        if ip in taken:
+            raise Conflict(f"failed to allocate secondary ip address ({name}:{ip}): Address already in use")
+        taken.add(ip)
+
+
 def allocate(
     subnet: str, gateway: str, ip_range: str | None, taken: Collection[str], network_label: str
 ) -> str:

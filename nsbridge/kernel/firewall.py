@@ -1,6 +1,6 @@
 """iptables rules as data, applied in one `iptables-restore --noflush` batch.
 
-Layout (Docker's, with our names; see DESIGN.md "Firewall"):
+Layout (Docker's, with our names; docs/architecture.md, "Firewall"):
   filter: FORWARD -> NSBRIDGE-USER, NSBRIDGE-ISOLATION-STAGE-1, NSBRIDGE-FORWARD
           NSBRIDGE (accepts toward published ports)
   nat:    PREROUTING/OUTPUT (local destinations) -> NSBRIDGE (DNAT)

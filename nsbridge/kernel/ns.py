@@ -1,8 +1,8 @@
 """Namespaces by system call: named netns create/remove, setns, entering a container.
 
 No pyroute2 here (its netns helpers fork a process per call, ~8 ms); plain
-libc through ctypes on the calling thread, which is what kernel-costs.md
-measured fastest. Only kernel/ imports this module.
+libc through ctypes on the calling thread, measured fastest (netns create
+0.6 ms in-process vs 3.4 ms through pyroute2's forking helper; docs/architecture.md). Only kernel/ imports this module.
 """
 from __future__ import annotations
 

@@ -30,6 +30,7 @@ def try_write(key: str, value: str | int) -> bool:
 def disable_ipv6_here() -> None:
     """IPv4-only networks: no IPv6 on new interfaces (Docker does the same in
     containers), which also stops each new bridge port's DAD/RS/MLD multicast
-    from flooding every other port (kernel-costs.md)."""
+    from flooding every other port (per-container cost ~3 -> 6-10 ms near 1,000
+    ports otherwise; docs/architecture.md)."""
     try_write("net.ipv6.conf.all.disable_ipv6", 1)
     try_write("net.ipv6.conf.default.disable_ipv6", 1)

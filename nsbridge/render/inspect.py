@@ -1,5 +1,6 @@
 """Docker-shaped JSON for `network inspect` and `inspect` (field names and
-order as shared/reference/docker/*.json). Pure: takes model objects."""
+order as Docker's API types marshal them; docs/architecture.md says which
+Docker version's). Pure: takes model objects."""
 from __future__ import annotations
 
 
@@ -13,8 +14,10 @@ def network(n: Network, members: list[tuple[Container, Endpoint]], resolver: dic
         cfg: dict[str, object] = {"Subnet": n.ipam.subnet}
         if n.ipam.ip_range:
             cfg["IPRange"] = n.ipam.ip_range
-        if not n.is_default_bridge or n.ipam.gateway_given:
-            cfg["Gateway"] = n.ipam.gateway
+        # the default bridge too, as Docker's documentation and tutorials print it
+        cfg["Gateway"] = n.ipam.gateway
+        if n.ipam.aux_addresses:
+            cfg["AuxiliaryAddresses"] = dict(n.ipam.aux_addresses)
         configs = [cfg]
     else:
         configs = []
@@ -59,10 +62,13 @@ def _endpoint_settings(net: Network, e: Endpoint | None, c: Container) -> dict:
         aliases = list(e.aliases) + [c.short_id]
     return {
         "IPAMConfig": ({"IPv4Address": e.ip_requested} if e and e.ip_requested else {}) if not net.predefined else None,
-        "Links": None,
+        "Links": list(c.net_links.get(net.id, ())) or None,
         "Aliases": aliases,
         "MacAddress": e.mac if live and e else "",
-        "DriverOpts": None if net.predefined else {},
+        "DriverOpts": None if net.predefined else (
+            {"com.docker.network.endpoint.sysctls": ",".join(c.endpoint_sysctls[net.id])}
+            if net.id in c.endpoint_sysctls else {}
+        ),
         "NetworkID": net.id,
         "EndpointID": e.endpoint_id if live and e else "",
         "Gateway": net.ipam.gateway if live and net.ipam else "",
@@ -100,7 +106,8 @@ def exposed_ports(c: Container) -> dict | None:
 
 
 def container(c: Container, eps: list[tuple[Network, Endpoint | None]], root_dir: str, netns_path: str) -> dict:
-    path, args = (c.cmd[0], c.cmd[1:]) if c.cmd else ("", [])
+    shown = c.shown_command
+    path, args = (shown[0], shown[1:]) if shown else ("", [])
     networks = {net.name: _endpoint_settings(net, e, c) for net, e in eps}
     primary = next((s for s in networks.values() if s["IPAddress"]), None)
     ports, bindings = ports_map(c)
@@ -156,11 +163,12 @@ def container(c: Container, eps: list[tuple[Network, Endpoint | None]], root_dir
             "OpenStdin": c.interactive,
             "StdinOnce": False,
             "Env": list(c.env) or None,
-            "Cmd": list(c.cmd) or None,
+            "Cmd": list(c.cmd or c.image_cmd) or None,
             "Image": c.image,
             "Volumes": None,
             "WorkingDir": "",
-            "Entrypoint": None,
+            "Entrypoint": list(c.entrypoint) or None,
+            **({"MacAddress": c.mac_address} if c.mac_address else {}),  # omitempty, as Docker's
             "OnBuild": None,
             "Labels": {},
         },

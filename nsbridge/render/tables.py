@@ -117,7 +117,10 @@ def network_matches(n: Network, filters: list[str]) -> bool:
 
 # -- containers ------------------------------------------------------------------
 def command_text(c: Container, no_trunc: bool) -> str:
-    cmd = " ".join(c.cmd)
+    """ps's COMMAND: Docker's daemon joins Path and Args (an argument with a space
+    in single quotes); its CLI cuts it to 20 characters with `…` and quotes it."""
+    argv = c.shown_command
+    cmd = " ".join([*argv[:1], *(f"'{a}'" if " " in a else a for a in argv[1:])])
     if not no_trunc and len(cmd) > 20:
         cmd = cmd[:19] + "…"
     return json.dumps(cmd, ensure_ascii=False)

@@ -58,6 +58,9 @@ class Image:
     userland: str = ""
     entry: tuple[tuple[str, ...], ...] = ()
     aliases: tuple[str, ...] = ()
+    #: the real image's ENTRYPOINT and CMD (what Docker's `ps` and `inspect` show)
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
 
 
 @record
@@ -88,6 +91,8 @@ def _image(name: str, d: dict) -> Image:
         userland=d.get("userland", ""),
         entry=tuple(tuple(e) for e in d.get("entry", [])),
         aliases=tuple(d.get("aliases", [])),
+        entrypoint=tuple(d.get("entrypoint", [])),
+        cmd=tuple(d.get("cmd", [])),
     )
 
 
@@ -129,12 +134,19 @@ def exposed_ports(ref: str) -> list[str]:
     return [f"{img.port}/tcp"] if img is not None and img.port else []
 
 
+def image_config(ref: str) -> tuple[list[str], list[str]]:
+    """(Entrypoint, Cmd) of the real image, [] when unknown: recorded in the
+    container at create, as Docker copies them from the image's config."""
+    img = lookup(ref)
+    return (list(img.entrypoint), list(img.cmd)) if img is not None else ([], [])
+
+
 def is_entry(img: Image, cmd: list[str]) -> bool:
-    """Whether CMD is the image's own command (program compared by basename;
-    extra arguments after a recorded command line are allowed)."""
+    """Whether CMD is the image's own command (its CMD or a recorded command line;
+    program compared by basename; extra arguments after it are allowed)."""
     if not cmd:
         return False
-    for e in img.entry:
+    for e in (*img.entry, *((img.cmd,) if img.cmd else ())):
         if len(cmd) >= len(e) and os.path.basename(cmd[0]) == e[0] and list(cmd[1 : len(e)]) == list(e[1:]):
             return True
     return False

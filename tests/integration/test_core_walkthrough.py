@@ -16,7 +16,8 @@ def test_predefined_networks(sb):
     rows = [line.split() for line in lines[1:]]
     assert [(r[1], r[2], r[3]) for r in rows] == [("bridge", "bridge", "local"), ("host", "host", "local"), ("none", "null", "local")]
     bridge = json.loads(sb.cli("network", "inspect", "bridge", check=True).stdout)[0]
-    assert bridge["IPAM"]["Config"] == [{"Subnet": "172.17.0.0/16"}]
+    # with its Gateway, as Docker's documentation (standalone-containers tutorial) prints it
+    assert bridge["IPAM"]["Config"] == [{"Subnet": "172.17.0.0/16", "Gateway": "172.17.0.1"}]
     assert bridge["Options"]["com.docker.network.bridge.name"] == "docker0"
     # the kernel has it: docker0 with 172.17.0.1/16, inside the sandbox host only
     addr = sb.host_run("ip", "-o", "-4", "addr", "show", "docker0", check=True).stdout

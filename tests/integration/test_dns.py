@@ -1,7 +1,7 @@
 """Name resolution on the real kernel (issue 4's acceptance): queries from inside
 containers (`getent`, `ping`, `nslookup`, `dig`, raw UDP/TCP) against the resolver of
 each user bridge, and containers' /etc/hosts and resolv.conf compared with Docker's
-(shared/reference/docker/containers.txt, errors-2.txt).
+(what Docker 20.10 printed for the same commands).
 
 Nothing here talks to the machine's nameservers or any real network: upstream
 resolvers are stubs this file runs in namespaces of its own (prefixed with the

@@ -1,4 +1,4 @@
-"""The five tutorials (shared/reference/tutorials/), replayed as typed with
+"""The five tutorials (docs/tutorials.md), replayed as typed with
 `nsbridge` in place of `docker`, in a sandbox host: what each shows, and what
 the student does next (HTTP to the published port, a database's port by
 container name, a service on the host through host.docker.internal).
@@ -294,6 +294,9 @@ def test_tutorial4_connect_disconnect_my_net_test(sb):
     assert bridge["Containers"][eid]["IPv4Address"] == "172.17.0.2/16"
     assert bridge["Containers"][eid]["IPv6Address"] == ""
     assert bridge["Options"] == TUTORIAL4_BRIDGE_OPTIONS
+    # "the bridge can be seen with ifconfig: docker0 by default" (net-tools, from setup.sh)
+    ifc = sb.host_run("ifconfig", "docker0", check=True).stdout
+    assert ifc.startswith("docker0: flags=") and re.search(r"inet 172\.17\.0\.1\s+netmask 255\.255\.0\.0", ifc)
     # -itd with no command: a running container a student can enter
     p = spawn(sb, "docker exec -it eottabom bash")
     p.expect(bash_prompt(eid))

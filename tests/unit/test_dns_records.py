@@ -223,3 +223,19 @@ def test_removed_network_refuses(world):
     with world.store.tx():
         world.store.delete_network(world.nets["backend"].id)
     assert r.resolve("172.19.0.3", "api", A).action == REFUSED
+
+
+def test_network_connect_links_name_a_container_for_the_linking_one_only(world):
+    """`network connect --link notes-db:c1 skynet alpine-box`: alpine-box (and only it)
+    resolves c1 to notes-db's address on skynet (Docker's endpoint alias)."""
+    c = world.store.container(world.ids["alpine-box"])
+    c.net_links = {world.nets["skynet"].id: ["notes-db:c1"], world.nets["backend"].id: ["worker:w"]}
+    with world.store.tx():
+        world.store.put_container(c)
+    r = world.records("skynet")
+    assert addrs(r.resolve("172.18.0.2", "c1", A)) == ["172.18.0.3"]
+    assert addrs(r.resolve("172.18.0.2", "C1.", A)) == ["172.18.0.3"]
+    assert r.resolve("172.18.0.4", "c1", A).action == FORWARD  # another querier: not its name
+    assert addrs(r.resolve("172.18.0.2", "notes-db", A)) == ["172.18.0.3"]  # names still answer
+    assert r.resolve("172.18.0.2", "w", A).action == FORWARD  # a link on a network it is not on
+    assert r.view("172.18.0.2") != r.view("172.18.0.4")  # the server caches per view

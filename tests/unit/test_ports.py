@@ -238,3 +238,14 @@ def test_port_bindings_say_what_was_asked_for_ports_what_was_picked():
     # a binding recorded before `requested` was kept shows its port, as it did
     _, old, _ = ports.port_maps([PortBinding(80, "tcp", "", 32768)], [], True, set())
     assert old == {"80/tcp": [{"HostIp": "", "HostPort": "32768"}]}
+
+
+def test_docker_allocates_in_string_order_of_the_port_keys():
+    """-P with EXPOSE 80 and 443: Docker (nat.SortPortMap) walks "443/tcp" before
+    "80/tcp", so 443 gets the first free host port; explicit host ports go first."""
+    specs = ports.publish_all_specs([], ["80/tcp", "443/tcp"])
+    got = ports.allocate(ports.docker_order(specs), "", [], [], (32768, 60999))
+    assert [(b.container_port, b.host_port) for b in got] == [(443, 32768), (80, 32769)]
+    fixed = ports.parse_publish("8080:80")
+    order = ports.docker_order([*ports.publish_all_specs(fixed, ["5000/tcp", "9000/tcp", "80/tcp"]), *fixed])
+    assert [s.key() for s in order] == ["80/tcp", "5000/tcp", "9000/tcp"] and not order[0].pick

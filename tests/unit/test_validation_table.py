@@ -230,6 +230,66 @@ ROWS = [
      'invalid argument "label" for "-f, --filter" flag: bad format of filter (expected name=value)'),
     ("filter-unknown", lambda: _match(["bogus=1"]), InvalidArgument, D + "Invalid filter 'bogus'"),
     ("filter-type", lambda: _match(["type=weird"]), InvalidArgument, D + "Invalid filter: 'type'='weird'"),
+    # -- --aux-address, and several --subnet/--gateway/--ip-range (Docker's CLI, then its daemon) ---------
+    ("aux-ok", lambda: v.ipam_request("172.28.0.0/16", None, None, {"my-router": "172.28.1.5"}), None, None),
+    ("aux-outside", lambda: v.ipam_request("172.28.0.0/16", None, None, {"r": "10.0.0.5"}), InvalidArgument,
+     "no matching subnet for aux-address 10.0.0.5"),
+    ("aux-no-subnet", lambda: v.ipam_request(None, None, None, {"r": "10.0.0.5"}), InvalidArgument,
+     "no matching subnet for aux-address 10.0.0.5"),
+    ("aux-not-ip", lambda: v.ipam_request("172.28.0.0/16", None, None, {"r": "router"}), InvalidArgument,
+     'ParseAddr("router"): unable to parse IP'),
+    ("aux-ipv6", lambda: v.ipam_request("172.28.0.0/16", None, None, {"r": "fd00::5"}), InvalidArgument,
+     D + "invalid aux-address fd00::5: nsbridge networks are IPv4 only"),
+    ("aux-empty-skipped", lambda: v.ipam_request(None, None, None, v.aux_addresses(["10.0.0.5"])), None, None),
+    ("aux-is-gateway", lambda: allocator.reserve_aux("10.30.0.0/24", "10.30.0.1", {"r": "10.30.0.1"}), Conflict,
+     D + "failed to allocate secondary ip address (r:10.30.0.1): Address already in use"),
+    ("aux-twice", lambda: allocator.reserve_aux("10.30.0.0/24", "10.30.0.1", {"a": "10.30.0.9", "b": "10.30.0.9"}),
+     Conflict, D + "failed to allocate secondary ip address (b:10.30.0.9): Address already in use"),
+    ("flags-one", lambda: v.ipam_flags(["10.1.0.0/24"], ["10.1.0.9"], []), None, None),
+    ("flags-two-subnets", lambda: v.ipam_flags(["10.1.0.0/24", "10.2.0.0/24"], [], []), Forbidden,
+     D + "bridge driver doesn't support multiple subnets"),
+    ("flags-overlap", lambda: v.ipam_flags(["10.1.0.0/16", "10.1.2.0/24"], [], []), InvalidArgument,
+     "multiple overlapping subnet configuration is not supported"),
+    ("flags-count", lambda: v.ipam_flags(["10.1.0.0/24"], ["10.1.0.2", "10.1.0.3"], []), InvalidArgument,
+     "every ip-range or gateway must have a corresponding subnet"),
+    ("flags-two-gateways", lambda: v.ipam_flags(["10.1.0.0/24", "10.2.0.0/24"], ["10.1.0.2", "10.1.0.3"], []),
+     InvalidArgument, "cannot configure multiple gateways (10.1.0.3, 10.1.0.2) for the same subnet (10.1.0.0/24)"),
+    ("flags-two-ranges", lambda: v.ipam_flags(["10.1.0.0/24", "10.2.0.0/24"], [], ["10.1.0.0/25", "10.1.0.128/25"]),
+     InvalidArgument, "cannot configure multiple ranges (10.1.0.128/25, 10.1.0.0/25) on the same subnet (10.1.0.0/24)"),
+    ("flags-range-outside", lambda: v.ipam_flags(["10.1.0.0/24", "10.2.0.0/24"], [], ["10.3.0.0/25"]),
+     InvalidArgument, "no matching subnet for range 10.3.0.0/25"),
+    # -- --mac-address, --add-host ------------------------------------------------------------------
+    ("mac-ok", lambda: v.mac_address("92:d0:c6:0a:29:33"), None, None),
+    ("mac-dashes-dots", lambda: [v.mac_address("92-D0-C6-0A-29-33"), v.mac_address("92d0.c60a.2933")], None, None),
+    ("mac-short", lambda: v.mac_address("92:d0:c6:0a:29"), InvalidArgument, "92:d0:c6:0a:29 is not a valid mac address"),
+    ("mac-eui64", lambda: v.mac_address("02:00:5e:10:00:00:00:01"), InvalidArgument,
+     "02:00:5e:10:00:00:00:01 is not a valid mac address"),
+    ("mac-mixed-separators", lambda: v.mac_address("92:d0-c6:0a:29:33"), InvalidArgument, None),
+    ("mac-multicast", lambda: v.mac_address("01:00:5e:00:00:01"), InvalidArgument,
+     D + "invalid MAC address 01:00:5e:00:00:01: a multicast address cannot be an interface's address"),
+    ("mac-zero", lambda: v.mac_address("00:00:00:00:00:00"), InvalidArgument, None),
+    ("add-host-equals", lambda: v.extra_host("my-hostname=8.8.8.8"), None, None),
+    ("add-host-brackets", lambda: v.extra_host("my-hostname=[2001:db8::33]"), None, None),
+    ("add-host-colon-in-name", lambda: v.extra_host("a:b=1.2.3.4"), InvalidArgument,
+     'invalid argument "a:b=1.2.3.4" for "--add-host" flag: bad format for add-host: "a:b=1.2.3.4"'),
+    ("add-host-bad-ip-brackets", lambda: v.extra_host("h=[1.2.3]"), InvalidArgument,
+     'invalid argument "h=[1.2.3]" for "--add-host" flag: invalid IP address in add-host: "1.2.3"'),
+    # -- the extended --network syntax -------------------------------------------------------------
+    ("net-ext-ok", lambda: v.network_mode(["name=my-net1,ip=192.0.2.42", "name=my-net2,alias=db"]), None, None),
+    ("net-ext-sysctls", lambda: v.network_attachment(
+        'name=n,"driver-opt=com.docker.network.endpoint.sysctls=net.ipv4.conf.IFNAME.log_martians=1,'
+        'net.ipv4.conf.IFNAME.forwarding=0",ip=192.0.2.42'), None, None),
+    ("net-ext-key", lambda: v.network_attachment("name=n,foo=bar"), InvalidArgument,
+     'invalid argument "name=n,foo=bar" for "--network" flag: invalid field key foo'),
+    ("net-ext-no-name", lambda: v.network_attachment("ip=10.0.0.2"), InvalidArgument,
+     'invalid argument "ip=10.0.0.2" for "--network" flag: network name not specified'),
+    ("net-ext-ip6", lambda: v.network_attachment("name=n,ip6=2001:db8::33"), InvalidArgument,
+     D + "invalid ip6 2001:db8::33: nsbridge networks are IPv4 only"),
+    ("net-ext-sysctl-no-ifname", lambda: v.network_attachment("name=n,sysctl=net.ipv4.conf.eth0.forwarding=0"),
+     InvalidArgument, None),
+    ("net-ext-sysctl-not-net", lambda: v.endpoint_sysctls("kernel.IFNAME.x=1"), InvalidArgument, None),
+    ("net-ext-alias-bridge", lambda: v.network_mode(["name=bridge,alias=x"]), InvalidArgument,
+     "network-scoped aliases are only supported for user-defined networks"),
     # -- --network ---------------------------------------------------------------------------------
     ("mode-default", lambda: v.network_mode([]), None, None),
     ("mode-none-and-net", lambda: v.network_mode(["none", "skynet"]), InvalidArgument,
@@ -264,7 +324,8 @@ def test_table_is_big_and_ids_unique():
 
 
 def spec(**kw) -> SimpleNamespace:
-    base = dict(hostname=None, env=[], dns=[], dns_search=[], dns_options=[], add_hosts=[], links=[], restart="no")
+    base = dict(hostname=None, env=[], dns=[], dns_search=[], dns_options=[], add_hosts=[], links=[], restart="no",
+                mac_address=None, aliases=[], networks=[])
     return SimpleNamespace(**{**base, **kw})
 
 
@@ -280,6 +341,9 @@ def spec(**kw) -> SimpleNamespace:
     ({"add_hosts": ["x"]}, '"--add-host" flag'),
     ({"links": ["a:b:c"]}, '"--link" flag'),
     ({"restart": "sometimes"}, "invalid restart policy 'sometimes'"),
+    ({"mac_address": "zz"}, "zz is not a valid mac address"),
+    ({"aliases": ["db"]}, "network-scoped aliases are only supported for user-defined networks"),
+    ({"aliases": ["db"], "networks": ["bridge"]}, "network-scoped aliases are only supported for user-defined networks"),
 ])
 def test_run_options_checks_every_option(kw, needle):
     if needle is None:
@@ -287,6 +351,26 @@ def test_run_options_checks_every_option(kw, needle):
         return
     with pytest.raises(InvalidArgument, match=needle):
         v.run_options(spec(**kw))
+
+
+def test_run_options_normalise_as_dockers_cli():
+    s = spec(add_hosts=["my-hostname=8.8.8.8", "v6=[2001:db8::33]", "gw=host-gateway", "old:1.2.3.4"],
+             mac_address="92-D0-C6-0A-29-33", aliases=["db"], networks=["skynet"])
+    v.run_options(s)
+    assert s.add_hosts == ["my-hostname:8.8.8.8", "v6:2001:db8::33", "gw:host-gateway", "old:1.2.3.4"]
+    assert s.mac_address == "92:d0:c6:0a:29:33"
+
+
+def test_default_gateway_follows_the_ip_range():
+    """libnetwork asks its IPAM for the gateway in the pool's range: the range's
+    first address (the subnet's first host when the range starts the subnet)."""
+    net = ipaddress.IPv4Network
+    assert allocator.default_gateway(net("172.28.0.0/16"), None) == "172.28.0.1"
+    assert allocator.default_gateway(net("172.28.0.0/16"), net("172.28.5.0/24")) == "172.28.5.0"
+    assert allocator.default_gateway(net("172.20.0.0/16"), net("172.20.240.0/20")) == "172.20.240.0"
+    assert allocator.default_gateway(net("10.0.0.0/24"), net("10.0.0.0/25")) == "10.0.0.1"
+    # containers then take the range's next addresses
+    assert allocator.allocate("172.28.0.0/16", "172.28.5.0", "172.28.5.0/24", set(), "x") == "172.28.5.1"
 
 
 def test_cli_reported_errors_have_no_daemon_prefix():
