@@ -43,6 +43,25 @@ def impairment_of(state: dict | None) -> shaping.Impairment | None:
     return shaping.Impairment.from_dict(state["impairment"])
 
 
+def _wait_carrier(c: "Container", ep: "Endpoint", timeout: float = 3.0) -> None:
+    """The kernel applies a carrier change a moment later (linkwatch, up to a
+    second; the bridge port turns forwarding after it): wait for both ends,
+    so that a ping right after `link ... up` goes through. The calling thread
+    is in the host namespace."""
+    import time
+
+    from nsbridge.kernel import rtnl
+    from nsbridge.kernel.ns import netns_path
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        host = rtnl.read(None).link(ep.host_ifname)
+        inside = rtnl.read(netns_path(c.netns)).link(ep.ifname)
+        if host and inside and host.operstate == "up" and host.port_state == "forwarding" and inside.operstate == "up":
+            return
+        time.sleep(0.01)
+
+
 class LinkOps:
     def _live_endpoint(self: "Engine", ctr_ref: str, net_ref: str) -> tuple["Container", "Network", "Endpoint"]:
         c = self.ps_state(self.container(ctr_ref))
@@ -72,11 +91,14 @@ class LinkOps:
             self.store.set_meta(META_KEY, json.dumps(states, sort_keys=True))
 
     def link_set(self: "Engine", ctr_ref: str, net_ref: str, up: bool) -> None:
-        """The endpoint of CTR on NET down (carrier lost inside) or up again."""
+        """The endpoint of CTR on NET down (carrier lost inside) or up again;
+        up returns once the kernel passes traffic on it again."""
         with self._session() as k:
-            _c, _net, ep = self._live_endpoint(ctr_ref, net_ref)
+            c, _net, ep = self._live_endpoint(ctr_ref, net_ref)
             shaping.set_link(k.link, ep.host_ifname, up)
             self._record_link(ep, down=not up)
+            if up:
+                _wait_carrier(c, ep)
 
     def impair(
         self: "Engine",
