@@ -197,6 +197,9 @@ class Container:
     image_cmd: list[str] = field(default_factory=list)
     #: `network connect --link NAME:ALIAS`: network id -> its links (names its resolver maps)
     net_links: dict[str, list[str]] = field(default_factory=dict)
+    cap_add: list[str] = field(default_factory=list)  # as given (HostConfig.CapAdd)
+    cap_drop: list[str] = field(default_factory=list)
+    privileged: bool = False
 
     @property
     def short_id(self) -> str:

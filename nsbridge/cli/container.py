@@ -45,6 +45,9 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-P", "--publish-all", action="store_true")
     p.add_argument("--expose", action="append", default=[])
     p.add_argument("--restart", default="no")
+    p.add_argument("--cap-add", action="append", default=[])
+    p.add_argument("--cap-drop", action="append", default=[])
+    p.add_argument("--privileged", action="store_true")
 
 
 class _Unused:
@@ -107,6 +110,7 @@ def add_parsers(sub, management: bool = False, only: str | None = None) -> None:
     ex.add_argument("-e", "--env", action="append", default=[])
     ex.add_argument("-w", "--workdir")
     ex.add_argument("-u", "--user")
+    ex.add_argument("--privileged", action="store_true")
     ex.set_defaults(handler=cmd_exec)
 
     ins = add("inspect", help="Return low-level information on objects")
@@ -152,7 +156,7 @@ def _spec(a: argparse.Namespace):
         aliases=a.network_alias, detach=a.detach, interactive=a.interactive, tty=a.tty, auto_remove=a.rm,
         env=a.env, dns=a.dns, dns_search=a.dns_search, dns_options=a.dns_option, add_hosts=a.add_host,
         links=a.link, publish=a.publish, publish_all=a.publish_all, expose=a.expose, restart=a.restart,
-        mac_address=a.mac_address,
+        mac_address=a.mac_address, cap_add=a.cap_add, cap_drop=a.cap_drop, privileged=a.privileged,
     )
 
 
@@ -278,8 +282,10 @@ def cmd_exec(a: argparse.Namespace, host: Host) -> int:
             env_var(v)
     with _reader(host) as e:
         c, entry = e.exec_entry(ref)
+    if a.privileged:
+        entry.caps = None  # every capability, for this command only (as Docker's exec --privileged)
     if a.detach:
-        process.check_command(cmd)
+        process.check_command(cmd, process.container_env(c, a.env)["PATH"])
         d = host.container_dir(c.id)
         process.spawn_detached(entry, c, cmd, os.path.join(d, "log"), os.path.join(d, "exec-exitcode"), keep_stdin=False)
         return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from nsbridge.engine.plan import Plan
-from nsbridge.errors import KernelError
+from nsbridge.errors import Conflict, KernelError
 from nsbridge.kernel import ns, sysctl
 from nsbridge.kernel.firewall import Firewall, Rule, network_rules
 from nsbridge.kernel.netlink import ALIAS_PREFIX, NsLink
@@ -18,6 +18,39 @@ def rules_for(net: Network) -> list[Rule]:
     return network_rules(
         net.bridge, net.ipam.subnet, icc=net.icc, masquerade=net.masquerade, internal=net.internal
     )
+
+
+#: Ports a Linux bridge takes (BR_MAX_PORTS less port 0, the bridge's own).
+MAX_PORTS = 1023
+
+
+def check_room(net: Network, endpoints: int, container: str) -> None:
+    """Refuse an endpoint that could not reach its gateway.
+
+    A broadcast entering through one veth port (ARP for the gateway: every
+    container's first packet) is copied to every other port, and each copy
+    is queued on the sending CPU's input backlog, the gateway's answer after
+    them. Past net.core.netdev_max_backlog packets (1000 by default; the
+    machine's setting, not per network namespace) the rest are dropped, the
+    answer included: with more ports than that, a new container's ARP for
+    its gateway stays INCOMPLETE and it has no network (moby#44973: Docker
+    documents about 1000 containers per network as the limit). Raising the
+    backlog changes the whole machine, so that is left to its administrator.
+    """
+    backlog = sysctl.netdev_max_backlog()
+    limit = min(MAX_PORTS, backlog)
+    if endpoints < limit:
+        return
+    if limit == MAX_PORTS:
+        why = f"the kernel allows {MAX_PORTS} ports per bridge"
+    else:
+        why = (
+            f"a broadcast from one more would overflow the kernel's per-CPU backlog "
+            f"(net.core.netdev_max_backlog={backlog}) and its gateway's answers would be lost; "
+            f"raise that setting (sysctl -w net.core.netdev_max_backlog={2 * MAX_PORTS}) or use another network"
+        )
+    raise Conflict(f"failed to create endpoint {container} on network {net.name}: "
+                   f"the network has {endpoints} endpoints, its limit on this host: {why}")
 
 
 def setup_network(plan: Plan, link: NsLink, fw: Firewall, net: Network) -> None:

@@ -16,6 +16,7 @@ from nsbridge.engine.names import random_name
 from nsbridge.engine.plan import Plan, checkpoint
 from nsbridge.engine.signals import held
 from nsbridge.errors import Conflict, Forbidden, InvalidArgument, NotFound, each
+from nsbridge.kernel import caps
 from nsbridge.model import Container, Endpoint, new_id, now_iso
 from nsbridge.record import field, record
 
@@ -51,6 +52,10 @@ class RunSpec:
     expose: list[str] = field(default_factory=list)
     restart: str = "no"
     mac_address: str | None = None
+    #: --cap-add/--cap-drop as given (Docker keeps them so: HostConfig.CapAdd), --privileged
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    privileged: bool = False
 
 
 ALIAS_ON_PREDEFINED = "network-scoped aliases are only supported for user-defined networks"
@@ -70,10 +75,11 @@ class ContainerOps(EndpointOps):
             parse_ip(spec.ip)
         validate.run_options(spec)  # hostname, --dns*, --add-host, --link, --restart, --mac-address, aliases
         validate.first_network_flags(spec, mode)
+        caps.validate(spec.cap_add, spec.cap_drop)
         if spec.cmd and not self._standin_replaces(spec.image, spec.cmd):
-            from nsbridge.engine.process import check_command
+            from nsbridge.engine import process
 
-            check_command(spec.cmd)
+            process.check_command(spec.cmd, process.spec_path(spec.image, spec.env))
         self._ports_validate(spec)
         return mode
 
@@ -133,6 +139,9 @@ class ContainerOps(EndpointOps):
             mac_address=spec.mac_address or "",
             entrypoint=entrypoint,
             image_cmd=image_cmd,
+            cap_add=list(spec.cap_add),
+            cap_drop=list(spec.cap_drop),
+            privileged=spec.privileged,
         )
         eps: list[Endpoint] = []
         if spec.aliases and (mode.mode != "named" or self.network(mode.names[0]).predefined):
@@ -467,9 +476,12 @@ class ContainerOps(EndpointOps):
 
     # -- exec ------------------------------------------------------------------------------
     def exec(self: "Engine", ref: str, cmd: list[str], env: list[str] | None = None, timeout: float | None = 30,
-             input: bytes | None = None) -> subprocess.CompletedProcess:
-        """Run CMD in the container and wait: the library's `exec`."""
+             input: bytes | None = None, privileged: bool = False) -> subprocess.CompletedProcess:
+        """Run CMD in the container and wait: the library's `exec` (PRIVILEGED:
+        every capability for this command, as `exec --privileged`)."""
         from nsbridge.engine import process
 
         c, entry = self.exec_entry(ref)
+        if privileged:
+            entry.caps = None
         return process.run_inside(entry, c, cmd, env, input=input, timeout=timeout)

@@ -26,14 +26,20 @@ def new_endpoint_id() -> str:
 
 
 class EndpointOps:
-    def _taken_ips(self: "Engine", net: Network) -> set[str]:
-        """Addresses IPAM must not hand out: live endpoints' and --aux-address ones."""
+    def _taken_ips(self: "Engine", net: Network, live: set[str] | None = None) -> set[str]:
+        """Addresses IPAM must not hand out: live endpoints' (LIVE if read already) and
+        --aux-address ones."""
         assert net.ipam is not None
-        return self.store.taken_ips(net.id) | set(net.ipam.aux_addresses.values())
+        return (self.store.taken_ips(net.id) if live is None else live) | set(net.ipam.aux_addresses.values())
 
-    def _assign_ip(self: "Engine", net: Network, ep: Endpoint, fresh: set[str]) -> str:
+    def _assign_ip(self: "Engine", net: Network, ep: Endpoint, fresh: set[str], container: str) -> str:
+        """An address for a new endpoint of CONTAINER, if the bridge has room for it."""
+        from nsbridge.drivers import bridge as drv
+
         assert net.ipam is not None
-        taken = self._taken_ips(net) | fresh
+        live = self.store.taken_ips(net.id)
+        drv.check_room(net, len(live), container)
+        taken = self._taken_ips(net, live) | fresh
         if ep.ip_requested:
             return allocator.check_requested(net.ipam.subnet, net.ipam.gateway, ep.ip_requested, taken)
         rng = allocator.usable(net.ipam.subnet, net.ipam.ip_range)
@@ -69,7 +75,7 @@ class EndpointOps:
             fresh: set[str] = set()
             first_gw = True
             for ep, net in bridged:
-                ip = self._assign_ip(net, ep, fresh)
+                ip = self._assign_ip(net, ep, fresh, c.name)
                 fresh.add(ip)
                 ep.ip = ip
                 ep.last_ip = ip
@@ -95,7 +101,7 @@ class EndpointOps:
 
         live = [e for e in self.store.endpoints_of(c.id) if e.ip]
         used = {e.ifname for e in live}
-        ep.ip = self._assign_ip(net, ep, set())
+        ep.ip = self._assign_ip(net, ep, set(), c.name)
         ep.last_ip = ep.ip
         ep.mac = mac_for(ep.ip)
         ep.endpoint_id = new_endpoint_id()

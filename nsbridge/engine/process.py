@@ -2,8 +2,9 @@
 
 A container's command runs in its netns, a fresh UTS namespace with its
 hostname, and a private mount namespace where its /etc/hosts, resolv.conf
-and hostname are bound over the host's. Entering is done by system calls
-in the child just before exec (or by the CLI itself for `exec`, which then
+and hostname are bound over the host's, with Docker's default capability set
+(kernel/caps.py; --cap-add, --cap-drop, --privileged). Entering is done by
+system calls in the child just before exec (or by the CLI itself for `exec`, which then
 execs the user's command in place: exit code, TTY, job control and Ctrl-C
 come for free).
 
@@ -24,7 +25,7 @@ import signal
 TYPE_CHECKING = False  # (typing costs ~2 ms a start)
 if TYPE_CHECKING:
     import subprocess  # lazily at run time: `exec` execs in place and never needs it
-from nsbridge.errors import ExecFailed
+from nsbridge.errors import ExecFailed, KernelError
 from nsbridge.model import Container
 from nsbridge.record import record
 
@@ -59,6 +60,14 @@ class Entry:
     netns: str | None  # path of the netns to join; None: stay (host mode on the machine)
     hostname: str | None  # None: keep the host's UTS namespace (host mode)
     binds: dict[str, str]  # target in /etc -> file under the state root
+    caps: frozenset[int] | None  # capabilities kept (kernel/caps.py); None: all (--privileged)
+
+
+def entry_caps(c: Container) -> frozenset[int] | None:
+    """The capability numbers C's processes keep (None: all, --privileged)."""
+    from nsbridge.kernel import caps
+
+    return caps.numbers(caps.effective(c.cap_add, c.cap_drop, c.privileged))
 
 
 def image_path(image: str, ensure: bool = True) -> str:
@@ -79,6 +88,20 @@ def image_env(image: str, user_env: list[str]) -> list[str]:
     return [f"PATH={image_path(image, ensure=False)}", *user_env]
 
 
+def spec_path(image: str, user_env: list[str]) -> str:
+    """The PATH a new container of IMAGE given -e USER_ENV will have, with
+    the applet links it names made (for check_command before `run`)."""
+    from nsbridge import standins
+
+    standins.path_dirs(image)
+    path = PATH
+    for item in image_env(image, user_env):
+        k, sep, v = item.partition("=")
+        if k == "PATH":
+            path = v if sep else os.environ.get("PATH", PATH)
+    return path
+
+
 def container_env(c: Container, extra: list[str] | None = None, tty: bool = False) -> dict[str, str]:
     """Docker's clean environment, not the caller's."""
     env = {"HOSTNAME": c.hostname, "HOME": "/root"}
@@ -95,11 +118,13 @@ def container_env(c: Container, extra: list[str] | None = None, tty: bool = Fals
     return env
 
 
-def check_command(cmd: list[str]) -> None:
-    """Docker's error for a command that does not exist, before anything is made."""
+def check_command(cmd: list[str], path: str) -> None:
+    """Docker's error for a command that does not exist, before anything is
+    made: looked up in the container's PATH (Config.Env's), not the caller's,
+    so busybox's applets count in alpine and busybox containers."""
     from nsbridge.procs import which
 
-    if cmd and which(cmd[0], PATH) is None:
+    if cmd and which(cmd[0], path) is None:
         raise ExecFailed(
             f'exec failed: unable to start container process: exec: "{cmd[0]}": '
             f"executable file not found in $PATH: unknown",
@@ -108,7 +133,7 @@ def check_command(cmd: list[str]) -> None:
 
 
 def _enter(entry: Entry, new_group: bool, foreground_tty: bool) -> None:
-    from nsbridge.kernel import ns
+    from nsbridge.kernel import caps, ns
 
     ns.enter_container(entry.netns, entry.hostname, entry.binds)
     if new_group:
@@ -127,6 +152,47 @@ def _enter(entry: Entry, new_group: bool, foreground_tty: bool) -> None:
                 except OSError:
                     continue
             signal.signal(signal.SIGTTOU, old)
+    caps.limit(entry.caps)  # last: entering needed CAP_SYS_ADMIN
+
+
+def _popen(argv: list[str], entry: Entry, new_group: bool, foreground_tty: bool, **kw) -> subprocess.Popen:
+    """Popen that enters the container in the child. What the kernel refused
+    there (a mount, a capability) comes back as one line, not as
+    subprocess's bare "Exception occurred in preexec_fn"."""
+    import subprocess
+
+    r, w = os.pipe()  # close-on-exec: gone once the command runs
+
+    def child() -> None:
+        try:
+            _enter(entry, new_group, foreground_tty)
+        except BaseException as e:
+            os.write(w, describe(e).encode()[:1000])
+            raise
+
+    try:
+        return subprocess.Popen(argv, preexec_fn=child, **kw)
+    except subprocess.SubprocessError:
+        os.close(w)
+        w = -1
+        raise start_failed(os.read(r, 1000).decode(errors="replace")) from None
+    finally:
+        if w >= 0:
+            os.close(w)
+        os.close(r)
+
+
+def describe(e: BaseException) -> str:
+    """An OSError as one line: what was refused (and on which file), why."""
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.filename}: {e.strerror}" if e.filename else e.strerror
+    return str(e)
+
+
+def start_failed(detail: str) -> KernelError:
+    """Docker's shape (runc's "unable to start container process") for a
+    container process that could not be set up: one line."""
+    return KernelError(f"unable to start container process: {detail.strip() or 'unknown error'}")
 
 
 def _open_stdin(fifo: str | None):
@@ -156,15 +222,9 @@ def spawn_detached(entry: Entry, c: Container, cmd: list[str], log_path: str, ex
         if line:
             logf.write(line.encode() + b"\n")
             logf.flush()
-        return subprocess.Popen(
-            ["/bin/sh", "-c", wrapper, "sh", exit_path, *cmd],
-            stdin=stdin,
-            stdout=logf,
-            stderr=subprocess.STDOUT,
-            env=container_env(c),
-            cwd="/",
-            preexec_fn=lambda: _enter(entry, True, False),
-            close_fds=True,
+        return _popen(
+            ["/bin/sh", "-c", wrapper, "sh", exit_path, *cmd], entry, True, False,
+            stdin=stdin, stdout=logf, stderr=subprocess.STDOUT, env=container_env(c), cwd="/", close_fds=True,
         )
 
 
@@ -181,12 +241,9 @@ def spawn_attached(entry: Entry, c: Container, cmd: list[str], env_extra: list[s
     line = getattr(cmd, "log_line", "")
     if line:
         print(line, flush=True)
-    return subprocess.Popen(
-        standins.shell_argv(list(cmd), tty),
-        stdin=None if c.interactive else subprocess.DEVNULL,
-        env=container_env(c, env_extra, tty=tty),
-        cwd="/",
-        preexec_fn=lambda: _enter(entry, False, on_tty),
+    return _popen(
+        standins.shell_argv(list(cmd), tty), entry, False, on_tty,
+        stdin=None if c.interactive else subprocess.DEVNULL, env=container_env(c, env_extra, tty=tty), cwd="/",
         close_fds=True,
     )
 
@@ -230,27 +287,33 @@ def run_inside(entry: Entry, c: Container, cmd: list[str], env_extra: list[str] 
     """`exec` through the library API: run and wait, output captured."""
     import subprocess
 
-    check_command(cmd)
-    return subprocess.run(
-        cmd,
-        input=input,
-        capture_output=capture,
-        env=container_env(c, env_extra),
-        cwd="/",
-        preexec_fn=lambda: _enter(entry, True, False),
-        timeout=timeout,
-    )
+    env = container_env(c, env_extra)
+    check_command(cmd, env["PATH"])
+    pipe = subprocess.PIPE if capture else None
+    with _popen(cmd, entry, True, False, stdin=subprocess.PIPE if input is not None else None, stdout=pipe,
+                stderr=pipe, env=env, cwd="/") as p:
+        try:
+            out, err = p.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
 
 
 def exec_in_place(entry: Entry, c: Container, cmd: list[str], env_extra: list[str] | None = None, tty: bool = False) -> None:
     """The CLI's `exec`: become the command (never returns on success)."""
     from nsbridge import standins
-    from nsbridge.kernel import ns
+    from nsbridge.kernel import caps, ns
 
-    check_command(cmd)
     env = container_env(c, env_extra, tty=tty)
+    check_command(cmd, env["PATH"])
     cmd = standins.shell_argv(cmd, tty and os.isatty(0))
-    ns.enter_container(entry.netns, entry.hostname, entry.binds)
+    try:
+        ns.enter_container(entry.netns, entry.hostname, entry.binds)
+        caps.limit(entry.caps)
+    except OSError as e:
+        raise start_failed(describe(e)) from None
     try:
         os.execvpe(cmd[0], cmd, env)
     except OSError as e:

@@ -94,20 +94,21 @@ class ViewOps(EngineBase):
         return ns.netns_path(c.netns) if c.netns else None
 
     def _entry(self: "Engine", c: Container):
-        from nsbridge.engine.process import Entry
+        from nsbridge.engine.process import Entry, entry_caps
 
         d = self.host.container_dir(c.id)
+        caps = entry_caps(c)
         if c.network_mode == "host":
-            return Entry(self.host.netns_path, None, {})
+            return Entry(self.host.netns_path, None, {}, caps)
         if c.network_mode.startswith("container:"):
             other = self.store.container(c.network_mode.split(":", 1)[1])
             od = self.host.container_dir(other.id)
             binds = {f"/etc/{n}": os.path.join(od, n) for n in ("hosts", "resolv.conf", "hostname")}
-            return Entry(self._netns_path(c), other.hostname, binds)
+            return Entry(self._netns_path(c), other.hostname, binds, caps)
         binds = {f"/etc/{n}": os.path.join(d, n) for n in ("hosts", "resolv.conf", "hostname")}
         if not c.netns:
             raise NotFound(f"container {c.name} has no network namespace")
-        return Entry(self._netns_path(c), c.hostname, binds)
+        return Entry(self._netns_path(c), c.hostname, binds, caps)
 
     def ps_state(self: "Engine", c: Container) -> Container:
         """The state as it is now (a detached command may have exited since)."""

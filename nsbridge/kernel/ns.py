@@ -229,7 +229,12 @@ def enter_container(netns: str | None, hostname: str | None, binds: dict[str, st
     if hostname:
         sethostname(hostname)
     # Keep our bind mounts from propagating back to the host.
-    mount(None, "/", None, MS_REC | MS_SLAVE)
+    try:
+        mount(None, "/", None, MS_REC | MS_SLAVE)
+    except OSError as e:
+        hint = " (/ is not a mount point here: a chroot?)" if e.errno == errno.EINVAL else ""
+        raise OSError(e.errno, f"mount / as a slave mount (keeps the container's /etc files private): "
+                               f"{os.strerror(e.errno)}{hint}") from None
     for target, source in binds.items():
         if os.path.exists(target) and os.path.exists(source):
             mount(source, target, "none", MS_BIND)

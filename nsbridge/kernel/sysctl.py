@@ -34,3 +34,25 @@ def disable_ipv6_here() -> None:
     ports otherwise; docs/architecture.md)."""
     try_write("net.ipv6.conf.all.disable_ipv6", 1)
     try_write("net.ipv6.conf.default.disable_ipv6", 1)
+
+
+#: The kernel's default per-CPU input backlog (net.core.netdev_max_backlog).
+DEFAULT_BACKLOG = 1000
+
+
+def netdev_max_backlog() -> int:
+    """How many packets one CPU's input backlog holds. A machine-wide setting
+    that only the initial network namespace shows (a sandbox host does not):
+    read there, in kthreadd's (pid 2, a kernel thread: always the initial
+    one); the kernel's default if even that is out of reach."""
+    key = "net.core.netdev_max_backlog"
+    value = read(key)
+    if value is None:
+        from nsbridge.kernel import ns
+
+        with contextlib.suppress(OSError), ns.in_netns("/proc/2/ns/net"):
+            value = read(key)
+    try:
+        return int(value or DEFAULT_BACKLOG)
+    except ValueError:
+        return DEFAULT_BACKLOG

@@ -31,10 +31,12 @@ CATALOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "catalog.json
 #: Machine-wide runtime files: symlinks to busybox applets, the bash rc file.
 RUNTIME_DIR = "/run/nsbridge/standins"
 
-#: Applets that busybox-flavoured images (alpine, busybox) take from busybox:
-#: their shell (prompt `/ # `), ping (output as in the tutorials) and wget.
-#: Other tools (nc, nslookup, ip, ...) stay the host's, whose flags scripts expect.
-BUSYBOX_APPLETS = ("sh", "ash", "ping", "ping6", "wget")
+#: Busybox-flavoured images (alpine, busybox) get every applet of the host's
+#: busybox first on PATH, as those images have them: their shell (ash, prompt
+#: `/ # `), ping, ip, nslookup, wget, nc... print what the tutorials show. Tools
+#: busybox lacks (python3, dig, tc, ...) are still found further down PATH.
+#: These must be there even if the busybox build at hand is a small one.
+BUSYBOX_APPLETS = ("sh", "ash", "ping", "ping6", "ip", "nslookup", "wget")
 
 #: An interactive bash in a container shows Debian's prompt (root@<hostname>:/#),
 #: whatever the machine's own root .bashrc says.
@@ -265,11 +267,15 @@ def busybox_bin(runtime_dir: str | None = None, ensure: bool = True) -> str | No
         bb = busybox()
     except Exception:
         return None
-    d = os.path.join(runtime_dir, "busybox-bin")
+    d = os.path.join(runtime_dir, "busybox-applets")
     if not ensure:
         return d
+    stamp = os.path.join(d, ".busybox")  # made last: the links are complete for this busybox
+    with contextlib.suppress(OSError):
+        if os.readlink(stamp) == bb:
+            return d
     os.makedirs(d, mode=0o755, exist_ok=True)
-    for applet in BUSYBOX_APPLETS:
+    for applet in (*_applets(bb), ".busybox"):
         link = os.path.join(d, applet)
         if os.path.islink(link) and os.readlink(link) == bb:
             continue
@@ -281,6 +287,18 @@ def busybox_bin(runtime_dir: str | None = None, ensure: bool = True) -> str | No
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
     return d
+
+
+def _applets(bb: str) -> list[str]:
+    """Every applet BB offers (`busybox --list`), and at least BUSYBOX_APPLETS."""
+    import subprocess
+
+    try:
+        out = subprocess.run([bb, "--list"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    names = [n for n in out.split() if n and "/" not in n and not n.startswith(".")]
+    return list(dict.fromkeys([*BUSYBOX_APPLETS, *names]))
 
 
 def path_dirs(image: str, ensure: bool = True) -> list[str]:

@@ -155,12 +155,31 @@ def test_interactive_bash_gets_debians_prompt(tmp_path, monkeypatch):
     assert standins.shell_argv(["bash", "-c", "true"], tty=True) == ["bash", "-c", "true"]
 
 
+def test_busybox_applets_list():
+    """`busybox --list` of the host's busybox, with the applets the lessons use."""
+    import shutil
+
+    bb = shutil.which("busybox")
+    if bb is None:
+        pytest.skip("busybox is not installed (setup.sh installs it)")
+    names = standins._applets(bb)
+    assert set(standins.BUSYBOX_APPLETS) <= set(names) and "nc" in names and "ls" in names
+    assert all("/" not in n for n in names)
+
+
 def test_busybox_applets_dir(tmp_path, monkeypatch):
     monkeypatch.setattr(standins, "busybox", lambda: "/usr/bin/busybox")
+    monkeypatch.setattr(standins, "_applets", lambda bb: [*standins.BUSYBOX_APPLETS, "nc", "[["])
     d = standins.busybox_bin(str(tmp_path))
-    assert sorted(os.listdir(d)) == sorted(standins.BUSYBOX_APPLETS)
-    assert all(os.readlink(os.path.join(d, a)) == "/usr/bin/busybox" for a in standins.BUSYBOX_APPLETS)
-    assert standins.busybox_bin(str(tmp_path)) == d  # idempotent
+    # every applet busybox lists (and the stamp that says the set is complete)
+    assert sorted(os.listdir(d)) == sorted([*standins.BUSYBOX_APPLETS, "nc", "[[", ".busybox"])
+    assert all(os.readlink(os.path.join(d, a)) == "/usr/bin/busybox" for a in os.listdir(d))
+    os.unlink(os.path.join(d, "nc"))
+    assert standins.busybox_bin(str(tmp_path)) == d  # idempotent: the stamp says it is done
+    assert not os.path.exists(os.path.join(d, "nc"))
+    os.unlink(os.path.join(d, ".busybox"))
+    standins.busybox_bin(str(tmp_path))  # no stamp: made again
+    assert os.readlink(os.path.join(d, "nc")) == "/usr/bin/busybox"
     monkeypatch.setattr(standins, "busybox_bin", lambda: "/x")
     assert standins.path_dirs("alpine:3.19") == ["/x"]
     assert standins.path_dirs("busybox") == ["/x"]
