@@ -26,7 +26,11 @@ say() { printf '\n== %s\n' "$*"; }
 pkgs=(iproute2 iptables iputils-ping procps kmod dnsutils net-tools iperf3 dnsmasq-base psmisc busybox tcpdump)
 optional=()  # installed where the release has them (Ubuntu 22.04 has no aardvark-dns)
 if [ "$mode" = test ] || [ "$mode" = bench ]; then
-  optional+=(aardvark-dns)
+  # etcd-server: the cluster store of the overlay tests (started by the tests themselves, inside
+  # namespaces they create; where a release lacks it, those tests say they did not run);
+  # tcpdump: to see VXLAN packets on the tests' underlay.
+  pkgs+=(tcpdump)
+  optional+=(aardvark-dns etcd-server)
 fi
 if [ "$mode" = test ]; then
   # a real headless browser renders `show --format html` in the tests (large: tests only;
@@ -42,15 +46,26 @@ wanted=()
 for p in "${optional[@]}"; do installed "$p" || wanted+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ] || [ "${#wanted[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
+  # No service may start on this machine because of us: Debian's etcd-server would start an etcd
+  # on localhost:2379. A policy-rc.d that says "no" for the install, unless the machine has one.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\n# set by nsbridge setup.sh for one apt-get install\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get update -qq
   for p in "${wanted[@]}"; do
-    if apt-cache show "$p" >/dev/null 2>&1; then missing+=("$p"); else echo "setup.sh: $p is not in this release: skipped (benchmarks and tests only)"; fi
+    if apt-cache show "$p" >/dev/null 2>&1; then missing+=("$p"); else echo "setup.sh: $p is not in this release: skipped (what needs it says so)"; fi
   done
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
   say "installing system packages: ${missing[*]}"
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [[ " ${missing[*]} " == *" etcd-server "* ]] && command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --quiet etcd.service 2>/dev/null || true  # nor at the next boot
+  fi
 fi
+if trap -p EXIT | grep -q policy-rc.d; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
 modprobe br_netfilter 2>/dev/null || true
 
 # The Python package in a venv (re-installed when pyproject.toml changed).

@@ -200,6 +200,7 @@ class Container:
     cap_add: list[str] = field(default_factory=list)  # as given (HostConfig.CapAdd)
     cap_drop: list[str] = field(default_factory=list)
     privileged: bool = False
+    labels: dict[str, str] = field(default_factory=dict)  # Config.Labels (compose's com.docker.compose.*)
 
     @property
     def short_id(self) -> str:

@@ -1,19 +1,21 @@
 """DNS benchmark (issue 4): the embedded resolver of a user bridge, queried from
-inside a container, next to dnsmasq and aardvark-dns serving the same names from
-the same host in the same run.
+inside a container at 127.0.0.11 as on Docker, next to dnsmasq and aardvark-dns
+serving the same names from the same host in the same run; and one resolver
+serving a thousand containers.
 
-  sudo .venv/bin/python tools/bench.py dns [--queries 5000] [--runs 11] [--clients 4] [--check]
+  sudo .venv/bin/python tools/bench.py dns [--queries 5000] [--runs 11] [--clients 4] [--scale 1000] [--check]
 
 Everything runs in a sandbox host of its own, removed at the end:
-- nsbridge: `network create` of a user bridge starts its resolver on the gateway;
-  five containers on it (a client and four named targets).
+- nsbridge: `network create` of a user bridge starts its resolver; five containers
+  on it (a client and four named targets), each with 127.0.0.11:53 held inside it
+  by that resolver.
 - dnsmasq (Debian's dnsmasq-base): on 10.53.0.1, another address of the same host
   (on its loopback), the same names in a hosts file, no upstream.
 - aardvark-dns (Debian's, as netavark runs it: `aardvark-dns --config DIR -p 53
   run`, one config file per network named after it, first line the listen address,
   then `ID IPV4 IPV6 NAMES` per container, the client included since aardvark answers
-  by the querier's address like ours) on 10.53.0.2. Its /etc/resolv.conf is the
-  sandbox's empty one (a private mount namespace), so it can never forward anywhere.
+  by the querier's address) on 10.53.0.2. Its /etc/resolv.conf is the sandbox's
+  empty one (a private mount namespace), so it can never forward anywhere.
 
 The client is Python (stdlib), run in the client container by `nsbridge exec`; it
 sends one query at a time (closed loop) for N queries or a time bound, with a 0.5 s
@@ -24,6 +26,11 @@ per run. The first table shows each one's run with the median qps; ratios are ta
 per run (servers measured back to back, so other work on the machine weighs on them
 alike) and their median is shown. Targets (issue 4): 1 client >= 10k qps with p50
 <= 100 us; 4 clients >= 0.8x dnsmasq and >= 1.2x aardvark-dns; no loss.
+
+At scale (`--scale N`, 0 to skip): N idle containers on one more network, made through
+the engine in one session; then the resolver's memory (VmRSS) and descriptors, the
+time an engine call takes to restart it after a SIGKILL until it holds 127.0.0.11 in
+all N again, and one client's qps from the last container made.
 """
 from __future__ import annotations
 
@@ -107,9 +114,7 @@ class Bench:
     # -- set-up ------------------------------------------------------------------------
     def setup(self) -> dict[str, str]:
         sb = self.sb
-        net_id = sb.cli("network", "create", "dnsbench", check=True).stdout.strip()
-        info = json.loads(sb.cli("network", "inspect", "dnsbench", check=True).stdout)[0]
-        gw = info["IPAM"]["Config"][0]["Gateway"]
+        sb.cli("network", "create", "dnsbench", check=True)
         for name in ("client", *TARGETS):
             sb.cli("run", "-d", "--name", name, "--network", "dnsbench", "alpine", check=True)
         members = {}
@@ -152,7 +157,7 @@ class Bench:
                 capture_output=True, text=True, timeout=20)
             if r.returncode != 0:
                 print(f"bench dns: aardvark-dns did not start: {r.stderr.strip()}", file=sys.stderr)
-        servers = {"nsbridge": gw, "dnsmasq": DNSMASQ_ADDR}
+        servers = {"nsbridge": "127.0.0.11", "dnsmasq": DNSMASQ_ADDR}
         if self.aardvark_pid():
             servers["aardvark-dns"] = AARDVARK_ADDR
         self.wait_ready(servers)
@@ -165,7 +170,7 @@ class Bench:
         except (OSError, ValueError):
             return 0
 
-    def wait_ready(self, servers: dict[str, str]) -> None:
+    def wait_ready(self, servers: dict[str, str], client: str = "client") -> None:
         """Every server answers every name with the right address before timing starts."""
         check = (
             "import socket,struct,sys\n"
@@ -179,7 +184,7 @@ class Bench:
         for name, addr in servers.items():
             got: dict[str, str] = {}
             for _ in range(100):
-                p = self.sb.cli("exec", "client", "python3", "-c", check, addr, *TARGETS)
+                p = self.sb.cli("exec", client, "python3", "-c", check, addr, *TARGETS)
                 got = dict(line.split() for line in p.stdout.splitlines())
                 if got == self.expected:
                     break
@@ -203,9 +208,9 @@ class Bench:
                 p.wait()
 
     # -- measuring ---------------------------------------------------------------------
-    def measure(self, addr: str, clients: int) -> dict:
+    def measure(self, addr: str, clients: int, client: str = "client") -> dict:
         start_at = time.time() + 0.6 + 0.15 * clients  # after every exec has warmed up
-        argv = self.sb.argv("exec", "client", "python3", "-c", CLIENT, addr, str(self.a.queries),
+        argv = self.sb.argv("exec", client, "python3", "-c", CLIENT, addr, str(self.a.queries),
                             str(start_at), str(self.a.bound), *TARGETS)
         procs = [subprocess.Popen(argv, env=self.sb.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for _ in range(clients)]
@@ -229,6 +234,47 @@ class Bench:
         }
 
 
+    def at_scale(self, n: int) -> dict:
+        """One resolver serving N containers (they can resolve the four targets: each
+        is also on dnsbench, after its own network)."""
+        from nsbridge.engine.containers import RunSpec
+
+        sb = self.sb
+        t = time.perf_counter()
+        with sb.engine() as e, e.session():
+            e.network_create("dnsscale")
+            for i in range(n):
+                e.run(RunSpec(name=f"s{i}", networks=["dnsscale", "dnsbench"] if i == n - 1 else ["dnsscale"]))
+        made = time.perf_counter() - t
+        last = f"s{n - 1}"
+        pid = int(sb.cli("network", "inspect", "--format", "{{.NsbridgeResolver.Pid}}", "dnsscale",
+                         check=True).stdout)
+        os.kill(pid, 9)
+        while os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z":
+            time.sleep(0.005)
+        with sb.engine() as e:
+            t = time.perf_counter()
+            e.ensure_ready()  # what any command does when it finds a resolver dead
+            restart = time.perf_counter() - t
+            r = e.store.resolvers()[e.network("dnsscale").id]
+        pid = r[0]
+        held = self.status("dnsscale")
+        self.wait_ready({"nsbridge": "127.0.0.11"}, client=last)
+        m = self.measure("127.0.0.11", 1, client=last)
+        with open(f"/proc/{pid}/status") as f:
+            rss = next(int(x.split()[1]) for x in f if x.startswith("VmRSS:"))
+        return {"containers": n, "made_s": made, "restart_s": restart, "held": held, "rss_mb": rss / 1024,
+                "fds": len(os.listdir(f"/proc/{pid}/fd")), **m}
+
+    def status(self, net: str) -> str:
+        from nsbridge.dns import embedded
+        from nsbridge.kernel import ns
+
+        nid = json.loads(self.sb.cli("network", "inspect", net, check=True).stdout)[0]["Id"]
+        with ns.in_netns(ns.netns_path(self.sb.name)):  # where the resolver's control socket is
+            return embedded.request(embedded.control_address(nid), "status")
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="bench.py dns", description=__doc__.split("\n\n")[0])
     # Many short runs rather than a few long ones: on a shared 2-CPU machine the spread
@@ -237,12 +283,14 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--runs", type=int, default=11, help="runs per server and load (default 11; medians shown)")
     ap.add_argument("--clients", type=int, default=4, help="concurrent clients in the second load")
     ap.add_argument("--bound", type=float, default=20.0, help="seconds a client may run at most")
+    ap.add_argument("--scale", type=int, default=1000, help="containers served by one resolver (0: skip)")
     ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     a = ap.parse_args(argv)
     if shutil.which("dnsmasq") is None:
         print("bench dns: dnsmasq (dnsmasq-base) is not installed: `sudo ./setup.sh bench`", file=sys.stderr)
         return 1
     loads = [("1 client", 1), (f"{a.clients} clients", a.clients)]
+    scale = None
     with Sandbox() as sb:
         b = Bench(sb, a)
         try:
@@ -261,6 +309,7 @@ def main(argv: list[str]) -> int:
                     # rotated per run: no server always measured first (or right after another)
                     for name, addr in order[run % len(order):] + order[: run % len(order)]:
                         results.setdefault((name, load), []).append(b.measure(addr, n))
+            scale = b.at_scale(a.scale) if a.scale > 0 else None
         finally:
             b.teardown()
     med: dict[tuple[str, str], dict] = {}
@@ -304,6 +353,15 @@ def main(argv: list[str]) -> int:
     if (loads[1][0], "aardvark-dns") in ratios:
         r = ratios[(loads[1][0], "aardvark-dns")]
         verdict.append((f"{a.clients} clients >= 1.2x aardvark-dns", r >= 1.2, f"{r:.2f}x"))
+    if scale is not None:
+        print_table(f"4. DNS: one resolver serving {scale['containers']} containers",
+                    ["containers", "made in s", "restart s", "held after restart", "resolver RSS MB", "fds",
+                     "qps (1 client, last container)", "p50 us", "lost"],
+                    [[scale["containers"], round(scale["made_s"], 1), round(scale["restart_s"], 2), scale["held"],
+                      round(scale["rss_mb"], 1), scale["fds"], round(scale["qps"]), round(scale["p50"]),
+                      scale["lost"] + scale["bad"]]])
+        verdict.append((f"{scale['containers']} containers: all held after a restart",
+                        scale["held"] == f"held {scale['containers']} missing 0", scale["held"]))
     lost = sum(r["lost"] + r["bad"] for (name, _), runs in results.items() if name == "nsbridge" for r in runs)
     verdict.append(("no lost or bad answers (nsbridge)", lost == 0, str(lost)))
     print_table("4. DNS: targets (issue 4)", ["target", "met", "measured"],

@@ -48,6 +48,7 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cap-add", action="append", default=[])
     p.add_argument("--cap-drop", action="append", default=[])
     p.add_argument("--privileged", action="store_true")
+    p.add_argument("-l", "--label", action="append", default=[])
 
 
 class _Unused:
@@ -139,6 +140,7 @@ def add_parsers(sub, management: bool = False, only: str | None = None) -> None:
 
 def _spec(a: argparse.Namespace):
     from nsbridge.engine.containers import RunSpec
+    from nsbridge.engine.validate import labels as validate_labels
 
     rest = list(a.rest)
     if a.dashdash:
@@ -157,6 +159,7 @@ def _spec(a: argparse.Namespace):
         env=a.env, dns=a.dns, dns_search=a.dns_search, dns_options=a.dns_option, add_hosts=a.add_host,
         links=a.link, publish=a.publish, publish_all=a.publish_all, expose=a.expose, restart=a.restart,
         mac_address=a.mac_address, cap_add=a.cap_add, cap_drop=a.cap_drop, privileged=a.privileged,
+        labels=validate_labels(a.label),
     )
 
 
@@ -262,6 +265,11 @@ def _ps_match(c, filters: list[str]) -> bool:
             return False
         if k == "ancestor" and c.image != v:
             return False
+        if k == "label":
+            from nsbridge.render.tables import label_match
+
+            if not label_match(c.labels, v):
+                return False
     return True
 
 

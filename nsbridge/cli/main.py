@@ -78,7 +78,7 @@ class Parser(argparse.ArgumentParser):
 
 def _subparser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
     """The (sub)parser that ARGS' verbs selected."""
-    for dest in ("verb", "nverb", "sverb", "cverb"):
+    for dest in ("verb", "nverb", "sverb", "cverb", "coverb", "lverb"):
         name = getattr(args, dest, None)
         sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)  # noqa: SLF001
         if not name or sub is None or name not in sub.choices:
@@ -147,6 +147,14 @@ def build_parser(verb: str | None = None, sub_verb: str | None = None) -> Parser
         from nsbridge.cli import explain
 
         explain.add_parsers(sub, only=verb)
+    if verb in (None, "compose"):
+        from nsbridge.cli import compose
+
+        compose.add_parser(sub)
+    if verb in (None, "lab"):
+        from nsbridge.cli import lab
+
+        lab.add_parser(sub)
     if verb in (None, "container"):
         cont = sub.add_parser("container", help="Manage containers")
         csub = cont.add_subparsers(dest="cverb", metavar="COMMAND", parser_class=Parser)
@@ -162,7 +170,8 @@ def _verb(argv: list[str]) -> tuple[str | None, str | None]:
     i = 0
     while i < len(argv) and argv[i].startswith("-"):
         i += 2 if argv[i] in ("--root", "--host-netns") else 1
-    if i < len(argv) and argv[i] in (*CONTAINER_VERBS, *EXPLAIN_VERBS, "network", "system", "container", "version"):
+    if i < len(argv) and argv[i] in (*CONTAINER_VERBS, *EXPLAIN_VERBS, "network", "system", "compose", "lab", "container",
+                                     "version"):
         sub = argv[i + 1] if argv[i] == "container" and i + 1 < len(argv) else None
         if sub is not None and sub not in (*CONTAINER_VERBS, "ls", "list"):
             sub = None

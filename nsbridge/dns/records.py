@@ -3,22 +3,24 @@
 This is the resolver's read-only view of the store schema (nsbridge/state/store.py):
 the only SQL outside the store, and only SELECTs, over
   meta(key='generation', value), networks(id, name, data JSON),
-  containers(id, name, data JSON: only its "dns" list),
-  endpoints(container_id, network_id, position, ip, aliases JSON).
+  containers(id, name, data JSON: only its "dns" list, and "netns" when binding in it),
+  endpoints(container_id, network_id, position, ip, endpoint_id, aliases JSON).
 An endpoint is live when its ip is not NULL; containers with no live endpoint are
 not answered. The whole view is loaded at once per store generation (three SELECTs),
 so a query costs one SELECT of the generation plus dict lookups.
 
 Rules (Docker's embedded DNS, scoped per querier):
-- the querier is the container owning the source address on this network; a source
-  outside the network's subnet is refused; an unknown source inside it (the gateway)
-  is a querier attached to this network only;
+- the querier is a container, known by the socket its query came in on (its own
+  127.0.0.11, embedded.py); one with no live endpoint on a user network is refused,
+  and so is everyone once this resolver's network is gone;
+- a container's 127.0.0.11 is served by the resolver of its first user network (by
+  attach order): `owned()` says which containers that is here;
 - names: container names, per-network aliases, 12-character IDs, NAME.NETWORK,
   and the querier's own `network connect --link NAME:ALIAS` aliases on that network,
-  case-insensitive, only on networks the querier is on (this network first, then its
-  other networks in attach order; the first network where the name exists wins, as
-  Docker does) and answering the target's address on that network;
-- host.docker.internal is this network's gateway; PTR of container addresses is
+  case-insensitive, only on networks the querier is on (in attach order; the first
+  network where the name exists wins, as Docker does) and answering the target's
+  address on that network;
+- host.docker.internal is the gateway of the querier's first network; PTR of container addresses is
   NAME.NETWORK; types other than A (or PTR) for our names get an empty NOERROR;
   anything else is forwarded upstream by the server: to the querier's own `--dns`
   servers when it has some (Docker's embedded DNS does the same), else to the host's.
@@ -44,7 +46,7 @@ SQL_GENERATION = "SELECT value FROM meta WHERE key = 'generation'"
 SQL_NETWORKS = "SELECT data FROM networks"
 SQL_ENDPOINTS = (
     "SELECT e.network_id, e.container_id, e.ip, e.aliases, c.name, json_extract(c.data, '$.dns'),"
-    " json_extract(c.data, '$.net_links')"
+    " json_extract(c.data, '$.net_links'), e.endpoint_id"
     " FROM endpoints e JOIN containers c ON c.id = e.container_id"
     " WHERE e.ip IS NOT NULL ORDER BY e.position, e.container_id"
 )
@@ -72,7 +74,7 @@ FORWARDED = Answer(FORWARD)
 REFUSE = Answer(REFUSED)
 EMPTY = Answer(LOCAL)
 
-#: a querier's view: the network ids whose names it sees, this network first, then
+#: a querier's view: the network ids whose names it sees, in attach order, then
 #: LINKED + its container id when it has `network connect --link` names of its own
 View = tuple[str, ...]
 LINKED = "@"
@@ -101,8 +103,6 @@ class _Net:
     name: str
     lname: str
     gateway: str
-    net: int
-    mask: int
     dns: bool
 
 
@@ -115,10 +115,10 @@ class Snapshot:
     names: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
     #: network id -> address -> "NAME.NETWORK"
     ptr: dict[str, dict[str, str]] = field(default_factory=dict)
-    #: (network id, address) -> container id
-    owner: dict[tuple[str, str], str] = field(default_factory=dict)
     #: container id -> ids of its resolver networks, in attach order
     nets_of: dict[str, list[str]] = field(default_factory=dict)
+    #: container id -> its endpoint id on its first resolver network
+    first: dict[str, str] = field(default_factory=dict)
     #: container id -> its own upstream servers (`run --dns`), when it has some
     dns_of: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: (container id, network id) -> its `network connect --link` aliases there: alias -> name
@@ -132,14 +132,11 @@ def load(conn: sqlite3.Connection) -> Snapshot:
         n = network_from_dict(json.loads(data))
         if n.ipam is None:
             continue
-        base, _, plen = n.ipam.subnet.partition("/")
-        mask = (0xFFFFFFFF << (32 - int(plen or 32))) & 0xFFFFFFFF
-        net = ip_int(base)
-        if net is None:
+        if ip_int(n.ipam.subnet.partition("/")[0]) is None:
             continue  # not IPv4: this resolver serves IPv4 only
-        snap.nets[n.id] = _Net(n.id, n.name, n.name.lower(), n.ipam.gateway, net & mask, mask, n.has_dns)
+        snap.nets[n.id] = _Net(n.id, n.name, n.name.lower(), n.ipam.gateway, n.has_dns)
     names: dict[str, dict[str, list[str]]] = {}
-    for nid, cid, ip, aliases, cname, dns, links in conn.execute(SQL_ENDPOINTS).fetchall():
+    for nid, cid, ip, aliases, cname, dns, links, eid in conn.execute(SQL_ENDPOINTS).fetchall():
         net_ = snap.nets.get(nid)
         if net_ is None or not net_.dns:
             continue  # the default bridge has no names (Docker's legacy links only)
@@ -149,8 +146,10 @@ def load(conn: sqlite3.Connection) -> Snapshot:
                 snap.links.setdefault((cid, nid), {})[alias.lower()] = target.lower()
         if dns and dns != "[]" and cid not in snap.dns_of:
             snap.dns_of[cid] = tuple(x for x in json.loads(dns) if isinstance(x, str))
-        snap.owner[(nid, ip)] = cid
-        snap.nets_of.setdefault(cid, []).append(nid)
+        nets = snap.nets_of.setdefault(cid, [])
+        if not nets:
+            snap.first[cid] = eid or ""
+        nets.append(nid)
         snap.ptr.setdefault(nid, {})[ip] = f"{cname}.{net_.name}"
         keys = [cname.lower(), cid[:12]]
         if aliases and aliases != "[]":
@@ -198,24 +197,37 @@ class Records:
         self._rr.clear()
         return True
 
-    def view(self, src_ip: str) -> View | None:
-        """The networks whose names this querier sees; None: refuse it."""
-        me = self.snap.nets.get(self.network_id)
-        src = ip_int(src_ip)
-        if me is None or not me.dns or src is None or (src & me.mask) != me.net:
+    def view(self, cid: str) -> View | None:
+        """The networks whose names container CID sees; None: refuse it."""
+        nets = self.snap.nets_of.get(cid)
+        if not nets or self.network_id not in self.snap.nets:
             return None
-        cid = self.snap.owner.get((me.id, src_ip))
-        if cid is None:
-            return (me.id,)
-        view = (me.id,) + tuple(n for n in self.snap.nets_of.get(cid, ()) if n != me.id)
+        view = tuple(nets)
         if any((cid, n) in self.snap.links for n in view):
             view += (LINKED + cid,)  # its answers are its own: a view apart
         return view
 
-    def upstreams(self, src_ip: str) -> tuple[str, ...]:
+    def upstreams(self, cid: str) -> tuple[str, ...]:
         """The querier's own `--dns` servers; () means the host's."""
-        cid = self.snap.owner.get((self.network_id, src_ip))
-        return self.snap.dns_of.get(cid, ()) if cid is not None else ()
+        return self.snap.dns_of.get(cid, ())
+
+    def owned(self) -> dict[str, str]:
+        """The containers whose 127.0.0.11 this resolver serves: container id -> its
+        endpoint ID here (which changes at each start)."""
+        me = self.network_id
+        return {cid: self.snap.first[cid] for cid, nets in self.snap.nets_of.items() if nets[0] == me}
+
+    def netns_of(self, cids: list[str]) -> dict[str, str]:
+        """Container id -> its network namespace's name (read when binding in it only:
+        one more json_extract per row would cost every reload)."""
+        out: dict[str, str] = {}
+        for i in range(0, len(cids), 500):
+            part = cids[i : i + 500]
+            rows = self.conn.execute(
+                f"SELECT id, json_extract(data, '$.netns') FROM containers WHERE id IN ({','.join('?' * len(part))})",
+                part).fetchall()
+            out.update((cid, netns or "") for cid, netns in rows)
+        return out
 
     def lookup(self, view: View, qname: str, qtype: int) -> Answer:
         """The answer in a fixed order (rotation is the caller's: see Answer.rotated)."""
@@ -246,10 +258,10 @@ class Records:
                     return Answer(LOCAL, A, ips) if qtype == A else EMPTY
         return FORWARDED
 
-    def resolve(self, src_ip: str, qname: str, qtype: int) -> Answer:
+    def resolve(self, cid: str, qname: str, qtype: int) -> Answer:
         """refresh + view + lookup, rotating multi-address answers between calls."""
         self.refresh()
-        view = self.view(src_ip)
+        view = self.view(cid)
         if view is None:
             return REFUSE
         ans = self.lookup(view, qname, qtype)

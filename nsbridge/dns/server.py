@@ -1,146 +1,58 @@
 """The resolver process of one user bridge: a single-threaded UDP+TCP loop.
 
-    python -m nsbridge.dns.server --db PATH --network-id ID --listen IP [--port 53]
-        --upstream-file RESOLV_CONF [--ready-fd N]
+    python -m nsbridge.dns.server --db PATH --network-id ID --upstream-file RESOLV_CONF [--ready-fd N]
 
-Answers come from records.py over one persistent read-only SQLite connection. Packed
-replies are cached per (querier view, query bytes after the ID) and dropped whenever
-the store's generation changes; whether it may have changed is read before every
-query from SQLite's WAL-index header in shared memory (StoreWatch: no system call),
-and only then is the generation SELECTed. A hit costs no DNS parsing, only an ID
-patch, with multi-address answers still rotated (one packed reply per rotation step). Other names go to the querier's own `--dns` servers if it has some
-(as Docker's embedded DNS does), else to the upstream servers of a resolv.conf-format
-file (`nameserver IP`; `IP#PORT` or `IP:PORT` too), over non-blocking UDP, tried in
-turn within ~2 s, then SERVFAIL. That file is stat()ed each time a query is forwarded
-(never on the local-answer path) and re-read when it changed, so a new upstream takes
-effect on the next forwarded query with no signal and no restart. Malformed, truncated
-and oversized packets are dropped; no per-packet exception leaves the loop. Logs one
-line per start, stop, upstream change and (rate-limited) error.
+It listens on 127.0.0.11:53 inside each container it serves (embedded.py, holder.py:
+one UDP and one TCP socket per container, held in the container's namespace), so a
+query's socket says which container asks. Answers come from records.py over one
+persistent read-only SQLite connection. Packed replies are cached per (querier view,
+query bytes after the ID) and dropped whenever the store's generation changes; whether
+it may have changed is read before every query from SQLite's WAL-index header in
+shared memory (StoreWatch: no system call), and only then is the generation SELECTed.
+A hit costs no DNS parsing, only an ID patch, with multi-address answers still
+rotated (one packed reply per rotation step). Other names are forwarded (forward.py).
+Malformed, truncated and oversized packets are dropped; no per-packet exception
+leaves the loop. Logs one line per start, stop, upstream change and (rate-limited)
+error; a fatal signal leaves Python's traceback in the log (faulthandler).
 
-Imports: dnslib, sqlite3, select (epoll), socket and records.py; not pyroute2, not threads,
-not asyncio (their cost is the point of this design: docs/architecture.md, "Performance").
+Imports: dnslib, sqlite3, select (epoll), socket and records.py; not pyroute2, not
+asyncio, and no thread but the short-lived one that binds in containers' namespaces
+(their cost is the point of this design: docs/architecture.md, "Performance").
 """
 from __future__ import annotations
 
 import argparse
+import array
+import fcntl
+import faulthandler
 import gc
-import heapq
 import mmap
 import os
+import resource
 import select
 import signal
 import socket
 import sqlite3
 import sys
+import termios
 import time
 
-from dnslib import EDNS0, QTYPE, RCODE, RR, DNSRecord
-from dnslib import PTR as RD_PTR
-from dnslib import A as RD_A
+from dnslib import QTYPE, RCODE, DNSRecord
 
+from nsbridge.dns import embedded
+from nsbridge.dns.forward import Forwarder, HostUpstreams, fmt_servers
+from nsbridge.dns.holder import Holder, Listener
 from nsbridge.dns.records import FORWARDED, LOCAL, REFUSED, Answer, Records
+from nsbridge.dns.wire import MAX_QUERY, log, packed
 from nsbridge.record import field, record
 
-MAX_QUERY = 4096  # larger queries are not DNS queries we serve: dropped
 RECV_BATCH = 64  # at most this many datagrams per wakeup, then the other sockets' turn
 CACHE_MAX = 8192
-PENDING_MAX = 1024
-UPSTREAM_SOCKS_MAX = 64
-FORWARD_BUDGET = 2.0  # seconds for all upstreams together
 TCP_MAX_CONNS = 128
 TCP_IDLE = 10.0
 TCP_OUT_MAX = 256 * 1024
 ERROR_LOG_EVERY = 10.0
 _UNSEEN = object()
-
-
-def log(msg: str) -> None:
-    t = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    sys.stderr.write(f"{t} nsbridge-dns[{os.getpid()}] {msg}\n")
-    sys.stderr.flush()
-
-
-def parse_servers(hosts: list[str], own: tuple[str, int]) -> list[tuple]:
-    """Server strings (`IP`, `IP#PORT`, `IP:PORT`, `[IPv6]:PORT`) as (family, sockaddr),
-    skipping our own address (a forwarding loop) and what does not parse."""
-    out: list[tuple] = []
-    for host in hosts:
-        host, _, port = host.partition("#")
-        if not port and (host.count(":") == 1 or host.startswith("[")):
-            host, _, port = host.rpartition(":") if host.startswith("[") else host.partition(":")
-        try:
-            ai = socket.getaddrinfo(host.strip("[]"), int(port or 53), flags=socket.AI_NUMERICHOST)[0]
-        except (OSError, ValueError):
-            continue
-        if ai[4][:2] != own and (ai[0], ai[4]) not in out:
-            out.append((ai[0], ai[4]))
-    return out
-
-
-def read_upstreams(path: str, own: tuple[str, int]) -> list[tuple]:
-    """`nameserver` lines of a resolv.conf-format file as (family, sockaddr)."""
-    try:
-        with open(path) as f:
-            lines = [x.split() for x in f]
-    except OSError:
-        return []
-    return parse_servers([x[1] for x in lines if len(x) > 1 and x[0] == "nameserver"], own)
-
-
-class HostUpstreams:
-    """The host's upstream servers, following changes to their file.
-
-    `get()` costs one stat(); the file is re-read when its identity, size or mtime
-    changed, and also while it is "racily clean" (modified less than a second before
-    we last read it: a second write within the same clock tick keeps the mtime)."""
-
-    def __init__(self, path: str, own: tuple[str, int]) -> None:
-        self.path, self.own = path, own
-        self.key: tuple | None = None
-        self.read_at = 0.0
-        self.servers: list[tuple] = []
-        self.get()
-
-    def get(self) -> list[tuple]:
-        try:
-            st = os.stat(self.path)
-            key: tuple | None = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        except OSError:
-            st, key = None, None
-        if key != self.key or (st is not None and self.read_at - st.st_mtime_ns / 1e9 < 1.0):
-            self.read_at = time.time()
-            servers = read_upstreams(self.path, self.own)
-            if self.key is not None and servers != self.servers:
-                log(f"upstreams now: {fmt_servers(servers)}")
-            self.key, self.servers = key, servers
-        return self.servers
-
-
-def fmt_servers(servers: list[tuple]) -> str:
-    return ", ".join(f"{a[0]}#{a[1]}" for _, a in servers) or "none"
-
-
-def question_end(msg: bytes) -> int:
-    """Offset just past the first question (queries carry no compression)."""
-    i = 12
-    while i < len(msg) and 0 < msg[i] < 0xC0:
-        i += msg[i] + 1
-    return min(len(msg), i + (6 if i < len(msg) and msg[i] else 5))
-
-
-def packed(req: DNSRecord, ans: Answer, rcode: int, edns: bool, tc: bool = False) -> bytes:
-    """The whole reply to REQ, minus its 2-byte ID."""
-    rep = req.reply(ra=1, aa=0)  # Docker's answers are not authoritative either
-    rep.header.ad = 0  # reply() copies the query's flags; we validate nothing
-    rep.header.rcode = rcode
-    rep.header.tc = int(tc)
-    q = req.q
-    for r in ans.records:
-        rdata = RD_A(r) if ans.rtype == QTYPE.A else RD_PTR(r)
-        rep.add_answer(RR(q.qname, ans.rtype, rdata=rdata, ttl=ans.ttl))
-    if edns:
-        rep.add_ar(EDNS0(udp_len=MAX_QUERY))
-    return rep.pack()[2:]
 
 
 READ, WRITE = select.EPOLLIN, select.EPOLLOUT
@@ -183,19 +95,23 @@ class StoreWatch:
     shared and read-only, a commit by the engine is visible here as soon as it has
     returned, and comparing 48 bytes costs ~0.2 us where a SELECT costs ~4. A torn read
     during a commit only looks like a change (one SELECT too many). When the file cannot
-    be mapped, `changed()` is always True: one SELECT per query, as before."""
+    be mapped, `changed()` is always True: one SELECT per query, as before.
+
+    The file stays open until close(): closing any descriptor of a file drops every
+    POSIX lock the process holds on it, and SQLite's connection in this process holds
+    one on the -shm (byte 128) to tell later openers that the file is in use. Without
+    it, the next command to open the store truncates the -shm to rebuild it, and a
+    read of this mapping meanwhile is a SIGBUS (issue 11: resolvers died under load)."""
 
     HEADER = 48
 
     def __init__(self, db_path: str) -> None:
         self.mm: mmap.mmap | None = None
+        self.fd = -1
         self.last = b""
         try:
-            fd = os.open(db_path + "-shm", os.O_RDONLY)
-            try:
-                self.mm = mmap.mmap(fd, self.HEADER, mmap.MAP_SHARED, mmap.PROT_READ)
-            finally:
-                os.close(fd)
+            self.fd = os.open(db_path + "-shm", os.O_RDONLY | os.O_CLOEXEC)
+            self.mm = mmap.mmap(self.fd, self.HEADER, mmap.MAP_SHARED, mmap.PROT_READ)
         except (OSError, ValueError):
             self.mm = None
 
@@ -211,6 +127,9 @@ class StoreWatch:
     def close(self) -> None:
         if self.mm is not None:
             self.mm.close()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 @record
@@ -257,62 +176,39 @@ class Entry:
 @record
 class Conn:
     sock: socket.socket
-    peer: str
+    cid: str  # the container whose 127.0.0.11 it came in on
     last: float
     inbuf: bytearray = field(default_factory=bytearray)
     outbuf: bytearray = field(default_factory=bytearray)
     open: bool = True
 
 
-@record
-class Pending:
-    query: bytes
-    req: DNSRecord
-    client: tuple  # ("udp", addr) | ("tcp", Conn)
-    qend: int
-    targets: list  # (family, sockaddr) of the upstreams to try, in order
-    per_try: float
-    up: int = 0  # index in targets of the upstream being tried
+class Server(Holder, Forwarder):
+    READ = READ
 
-
-class Server:
-    def __init__(self, conn: sqlite3.Connection, network_id: str, listen: str, port: int,
-                 upstreams: "HostUpstreams", watch: StoreWatch | None = None) -> None:
+    def __init__(self, conn: sqlite3.Connection, network_id: str, upstreams: HostUpstreams,
+                 watch: StoreWatch | None = None, control: str | None = None) -> None:
         self.records = Records(conn, network_id)
         self.watch = watch or StoreWatch("")
         self.watch.changed()
         self.records.refresh()
         self.checked = time.monotonic()
         self.sel = Poller()
-        fam = socket.AF_INET6 if ":" in listen else socket.AF_INET
-        self.udp = self.sock(fam, socket.SOCK_DGRAM, self.udp_readable)
-        self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        self.udp.bind((listen, port))
-        self.udp_ep = select.epoll()  # this socket alone: "is there more?" without an exception
-        self.udp_ep.register(self.udp.fileno(), select.EPOLLIN)
-        self.tcp = self.sock(fam, socket.SOCK_STREAM, self.accept)
-        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.tcp.bind((listen, port))
-        self.tcp.listen(128)
         # SIGTERM wakes select through this pair (PEP 475 would otherwise resume it).
         self.wake_r, self.wake_w = socket.socketpair()
         for w in (self.wake_r, self.wake_w):
             w.setblocking(False)
         self.sel.register(self.wake_r, READ, lambda mask: self.wake_r.recv(512))
-        self.own = (listen, port)
-        self.host_ups = upstreams
-        #: one connected UDP socket per upstream in use, keyed by (family, sockaddr)
-        self.ups: dict[tuple, socket.socket] = {}
-        self.own_ups: dict[tuple, list] = {}  # a querier's --dns strings -> parsed
         self.cache: dict[tuple, Entry] = {}
         self.rr: dict[tuple, list] = {}  # (view, name, type) -> [rotation counter]
-        self.views: dict[str, object] = {}
+        self.views: dict[str, object] = {}  # container id -> its view (or None: refused)
         self.conns: dict[int, Conn] = {}
-        self.pending: dict[int, Pending] = {}
-        self.timers: list[tuple[float, int, int]] = []
-        self.stopping = False
+        self.nread = array.array("i", [0])
+        self.stopping = 0
         self.stats = dict.fromkeys(("queries", "hits", "forwarded", "servfail", "dropped", "errors"), 0)
         self.last_err, self.muted = 0.0, 0
+        Forwarder.__init__(self, upstreams)
+        Holder.__init__(self, control)
 
     def sock(self, fam: int, kind: int, handler) -> socket.socket:
         s = socket.socket(fam, kind)
@@ -321,20 +217,17 @@ class Server:
         return s
 
     # -- the hot path ------------------------------------------------------
-    def answer(self, data: bytes, src: str, client: tuple) -> bytes | None:
+    def answer(self, data: bytes, cid: str, client: tuple) -> bytes | None:
         """The reply to send now, or None (dropped, or forwarded: replied later)."""
         self.stats["queries"] += 1
         if self.watch.changed():
             self.refresh()
-        view = self.views.get(src, _UNSEEN)
+        view = self.views.get(cid, _UNSEEN)
         if view is _UNSEEN:
-            view = self.records.view(src)
-            if len(self.views) >= CACHE_MAX:
-                self.views.clear()
-            self.views[src] = view
+            view = self.views[cid] = self.records.view(cid)
         e = self.cache.get((view, data[2:]))
         if e is None:
-            e = self.miss(data, view, client, src)
+            e = self.miss(data, view, client, cid)
             if e is None:
                 return None
         else:
@@ -342,25 +235,28 @@ class Server:
         return data[:2] + e.body(client[0] == "tcp")
 
     def refresh(self) -> None:
-        """Read the generation (one SELECT); on a change, drop everything cached."""
+        """Read the generation (one SELECT); on a change, drop everything cached and
+        the sockets of containers no longer served here."""
         self.checked = time.monotonic()
         if self.records.refresh():
             self.cache.clear()
             self.views.clear()
             self.rr.clear()
+            self.reconcile(self.checked)
 
-    def udp_readable(self, mask: int) -> None:
-        """Drain the UDP socket. Cache hits for single-record answers (nearly all
-        traffic) take the short way: no method calls, one dict lookup each for the
-        querier's view and the reply."""
-        recvfrom, sendto, more = self.udp.recvfrom, self.udp.sendto, self.udp_ep.poll
+    def udp_readable(self, lst: Listener) -> None:
+        """Drain one container's UDP socket. Cache hits for single-record answers
+        (nearly all traffic) take the short way: no method calls, one dict lookup
+        each for the querier's view and the reply."""
+        sock, cid = lst.udp, lst.cid
+        recvfrom, sendto, fd, nread = sock.recvfrom, sock.sendto, sock.fileno(), self.nread
         changed, views, cache, stats = self.watch.changed, self.views, self.cache, self.stats
         hits = 0
         try:
             for i in range(RECV_BATCH):
-                # Another datagram waiting? An empty epoll of this socket alone costs ~0.5 us,
-                # a recvfrom raising EAGAIN ~2 (the exception): ask before each one but the first.
-                if i and not more(0):
+                # Another datagram waiting? FIONREAD costs ~0.8 us, a recvfrom raising
+                # EAGAIN ~2 (the exception): ask before each one but the first.
+                if i and (fcntl.ioctl(fd, termios.FIONREAD, nread) or not nread[0]):
                     return
                 try:
                     # One byte more than we accept: a full buffer means oversized.
@@ -368,12 +264,14 @@ class Server:
                 except (BlockingIOError, InterruptedError):
                     return
                 except OSError:
+                    if not lst.udp.fileno() >= 0:
+                        return
                     continue
                 if not 12 <= len(data) <= MAX_QUERY:
                     stats["dropped"] += 1
                     continue
                 if not changed():
-                    e = cache.get((views.get(addr[0], _UNSEEN), data[2:]))
+                    e = cache.get((views.get(cid, _UNSEEN), data[2:]))
                     if e is not None and e.fast is not None:
                         hits += 1
                         try:
@@ -383,8 +281,10 @@ class Server:
                         continue
                 else:
                     self.refresh()
+                    if self.lst.get(cid) is not lst:  # the refresh dropped it
+                        return
                 try:
-                    out = self.answer(data, addr[0], ("udp", addr))
+                    out = self.answer(data, cid, ("udp", sock, addr))
                     if out is not None:
                         sendto(out, addr)
                 except Exception as e:
@@ -393,7 +293,7 @@ class Server:
             stats["queries"] += hits
             stats["hits"] += hits
 
-    def miss(self, data: bytes, view, client: tuple, src: str) -> Entry | None:
+    def miss(self, data: bytes, view, client: tuple, cid: str) -> Entry | None:
         try:
             req = DNSRecord.parse(data)
         except Exception:  # garbage is expected traffic: count it, never log it
@@ -416,7 +316,7 @@ class Server:
         else:
             ans = self.records.lookup(view, str(q.qname), q.qtype) if q.qclass == 1 else FORWARDED
             if ans.action != LOCAL:
-                self.forward(data, req, client, src)
+                self.forward(data, req, client, cid)
                 return None
             rcode = RCODE.NOERROR
         rr = [0]
@@ -429,128 +329,26 @@ class Server:
         self.cache[(view, data[2:])] = e
         return e
 
-    # -- forwarding --------------------------------------------------------
-    def upstreams_for(self, src: str) -> list[tuple]:
-        """The querier's own --dns servers if it has some, else the host's (re-read
-        if their file changed). A container's loopback servers are left out: Docker's
-        resolver forwards from inside the container, where 127.0.0.1 is the container's
-        own; from the host it would be the host's, which a container must not reach.
-        With none left, the query gets SERVFAIL."""
-        own = self.records.upstreams(src)
-        if not own:
-            return self.host_ups.get()
-        ups = self.own_ups.get(own)
-        if ups is None:
-            if len(self.own_ups) >= CACHE_MAX:
-                self.own_ups.clear()
-            ups = self.own_ups[own] = [
-                u for u in parse_servers(list(own), self.own)
-                if not (u[0] == socket.AF_INET and u[1][0].startswith("127.")) and u[1][0] != "::1"]
-        return ups
-
-    def forward(self, data: bytes, req: DNSRecord, client: tuple, src: str) -> None:
-        self.stats["forwarded"] += 1
-        targets = self.upstreams_for(src)
-        p = Pending(data, req, client, question_end(data), targets,
-                    max(0.3, FORWARD_BUDGET / max(1, len(targets))))
-        if not targets or len(self.pending) >= PENDING_MAX:
-            self.fail(p)
-            return
-        uid = int.from_bytes(os.urandom(2), "big")
-        while uid in self.pending:
-            uid = (uid + 1) & 0xFFFF
-        self.pending[uid] = p
-        self.send_upstream(uid, p, time.monotonic())
-
-    def up_sock(self, target: tuple) -> socket.socket:
-        s = self.ups.get(target)
-        if s is None:
-            if len(self.ups) >= UPSTREAM_SOCKS_MAX:  # drop the idle ones
-                busy = {p.targets[p.up] for p in self.pending.values() if p.up < len(p.targets)}
-                for t in [t for t in self.ups if t not in busy]:
-                    sock = self.ups.pop(t)
-                    self.sel.unregister(sock)
-                    sock.close()
-            s = self.ups[target] = self.sock(target[0], socket.SOCK_DGRAM,
-                                             lambda mask: self.upstream_readable(target))
-        return s
-
-    def send_upstream(self, uid: int, p: Pending, now: float) -> None:
-        while p.up < len(p.targets):
-            target = p.targets[p.up]
-            try:
-                s = self.up_sock(target)
-                # Connected (again, at each use: the route may have come up since): the
-                # kernel then drops datagrams from anyone but this upstream.
-                s.connect(target[1])
-                s.send(uid.to_bytes(2, "big") + p.query[2:])
-            except OSError:
-                p.up += 1
-                continue
-            heapq.heappush(self.timers, (now + p.per_try, uid, p.up))
-            return
-        del self.pending[uid]
-        self.fail(p)
-
-    def fail(self, p: Pending) -> None:
-        self.stats["servfail"] += 1
-        self.deliver(p.client, p.query[:2] + packed(p.req, Answer(LOCAL), RCODE.SERVFAIL, False))
-
-    def upstream_readable(self, target: tuple) -> None:
-        s = self.ups.get(target)
-        if s is None:
-            return
-        for _ in range(RECV_BATCH):
-            try:
-                data = s.recv(65535)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:  # ICMP unreachable: move every query waiting on it along
-                now = time.monotonic()
-                for uid, p in list(self.pending.items()):
-                    if p.up < len(p.targets) and p.targets[p.up] == target:
-                        p.up += 1
-                        self.send_upstream(uid, p, now)
-                return
-            if len(data) < 12:
-                continue
-            uid = int.from_bytes(data[:2], "big")
-            p = self.pending.get(uid)
-            # Same upstream and same question, or it is not the reply we wait for.
-            if p is None or p.up >= len(p.targets) or p.targets[p.up] != target or \
-                    data[4:6] != p.query[4:6] or data[12:p.qend].lower() != p.query[12:p.qend].lower():
-                continue
-            del self.pending[uid]
-            self.deliver(p.client, p.query[:2] + data[2:])
-
-    def expire(self, now: float) -> None:
-        while self.timers and self.timers[0][0] <= now:
-            _, uid, up = heapq.heappop(self.timers)
-            p = self.pending.get(uid)
-            if p is not None and p.up == up:
-                p.up += 1
-                self.send_upstream(uid, p, now)
-
     def deliver(self, client: tuple, msg: bytes) -> None:
         if client[0] == "udp":
             try:
-                self.udp.sendto(msg, client[1])
-            except OSError:
+                client[1].sendto(msg, client[2])
+            except OSError:  # that container's socket was closed meanwhile
                 pass
         else:
             self.tcp_send(client[1], msg)
 
-    # -- sockets -----------------------------------------------------------
-    def accept(self, mask: int) -> None:
+    # -- TCP -------------------------------------------------------------------
+    def accept(self, lst: Listener) -> None:
         try:
-            s, addr = self.tcp.accept()
+            s, _addr = lst.tcp.accept()
         except OSError:
             return
         if len(self.conns) >= TCP_MAX_CONNS:
             s.close()
             return
         s.setblocking(False)
-        c = Conn(s, addr[0], time.monotonic())
+        c = Conn(s, lst.cid, time.monotonic())
         self.conns[s.fileno()] = c
         self.sel.register(s, READ, lambda m: self.tcp_event(c, m))
 
@@ -580,7 +378,7 @@ class Server:
             msg = bytes(c.inbuf[2 : 2 + n])
             del c.inbuf[: 2 + n]
             try:
-                out = self.answer(msg, c.peer, ("tcp", c))
+                out = self.answer(msg, c.cid, ("tcp", c))
                 if out is not None:
                     self.tcp_send(c, out)
             except Exception as e:
@@ -622,20 +420,24 @@ class Server:
         self.last_err, self.muted = now, 0
 
     # -- the loop ----------------------------------------------------------
+    def start(self) -> list[str]:
+        """Sockets in every container this resolver serves, made here (at start, the
+        engine hands none over); returns what could not be bound."""
+        return self.reconcile(time.monotonic(), acquire=True)
+
     def run(self) -> None:
         def on_signal(signum: int, frame: object) -> None:
-            self.stopping = True
+            self.stopping = signum
 
         # What exists now lives as long as the process: out of the collector's sight. The
         # hot path makes no reference cycles, so collections are rare (no pauses under load).
         gc.freeze()
         gc.set_threshold(50000, 20, 100)
         signal.set_wakeup_fd(self.wake_w.fileno(), warn_on_full_buffer=False)
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, on_signal)
         next_sweep = time.monotonic() + 1.0
         poll, handlers = self.sel.ep.poll, self.sel.handlers
-        udp_fd, udp = self.udp.fileno(), self.udp_readable
         while not self.stopping:
             timeout = 1.0
             if self.timers:
@@ -645,23 +447,24 @@ class Server:
             except InterruptedError:
                 continue
             for fd, mask in ready:
-                try:
-                    if fd == udp_fd:
-                        udp(mask)
-                    else:
-                        h = handlers.get(fd)  # None: closed by an earlier handler of this batch
-                        if h is not None:
-                            h[1](mask)
-                except Exception as e:
-                    self.error(e)
+                h = handlers.get(fd)  # None: closed by an earlier handler of this batch
+                if h is not None:
+                    try:
+                        h[1](mask)
+                    except Exception as e:
+                        self.error(e)
             now = time.monotonic()
             try:
                 if self.timers:
                     self.expire(now)
                 if now >= next_sweep:
                     next_sweep = now + 1.0
-                    if now - self.checked >= 1.0:  # a safety net under the store watch
+                    if now - self.checked >= 1.0 or self.unchecked:  # a safety net under the store watch
                         self.refresh()
+                        if self.unchecked:  # sockets taken, and the store unchanged since
+                            self.reconcile(now)
+                    if self.missing:
+                        self.acquire_logged(now)
                     for c in [c for c in self.conns.values() if now - c.last > TCP_IDLE]:
                         self.close(c)
             except Exception as e:
@@ -670,10 +473,12 @@ class Server:
     def shutdown(self) -> None:
         for c in list(self.conns.values()):
             self.close(c)
-        for s in [self.udp, self.tcp, self.wake_r, self.wake_w, *self.ups.values()]:
+        for cid in list(self.lst):
+            self.drop(cid)
+        for s in [self.wake_r, self.wake_w, *self.ups.values()]:
             s.close()
+        self.close_control()
         self.sel.close()
-        self.udp_ep.close()
         self.watch.close()
 
 
@@ -685,34 +490,54 @@ def open_ro(path: str) -> sqlite3.Connection:
     return conn
 
 
+def raise_nofile() -> int:
+    """Two descriptors per container served: the soft limit up to the hard one (and
+    the hard one up, as root can, to 65536 when it is lower: a full bridge is 1,023
+    containers, and several resolvers may share a host)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard == resource.RLIM_INFINITY else max(hard, 65536)
+    for limits in ((want, want), (hard, hard)):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+            return limits[0]
+        except (OSError, ValueError):
+            continue
+    return soft
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="nsbridge.dns.server")
-    for flag in ("--db", "--network-id", "--listen"):
+    for flag in ("--db", "--network-id"):
         ap.add_argument(flag, required=True)
-    ap.add_argument("--port", type=int, default=53)
     ap.add_argument("--upstream-file", default="/etc/resolv.conf")
     ap.add_argument("--ready-fd", type=int)
     a = ap.parse_args(argv)
-    where = f"resolver for network {a.network_id[:12]} on {a.listen}:{a.port}"
+    faulthandler.enable()  # a fatal signal (SIGSEGV, SIGBUS, ...) says so in the log
+    where = f"resolver for network {a.network_id[:12]}"
     try:
-        ups = HostUpstreams(a.upstream_file, (a.listen, a.port))
+        nofile = raise_nofile()
+        ups = HostUpstreams(a.upstream_file)
         conn = open_ro(a.db)  # first: the -shm file exists while a connection is open
-        srv = Server(conn, a.network_id, a.listen, a.port, ups, StoreWatch(a.db))
+        srv = Server(conn, a.network_id, ups, StoreWatch(a.db), embedded.control_address(a.network_id))
+        failed = srv.start()
     except Exception as e:
-        log(f"cannot start {where}: {type(e).__name__}: {e}")
+        log(f"cannot start {where}: {type(e).__name__}: {e} (exit 1)")
         return 1
-    log(f"{where} started (upstreams from {a.upstream_file}: {fmt_servers(ups.servers)})")
+    log(f"{where} started: {embedded.ADDRESS}:{embedded.PORT} in {len(srv.lst)} container(s)"
+        + (f", not in {len(failed)} (retrying; {failed[0]})" if failed else "")
+        + f" (upstreams from {a.upstream_file}: {fmt_servers(ups.servers)}; up to {nofile} files)")
     if a.ready_fd is not None:
         os.write(a.ready_fd, b"1")
         os.close(a.ready_fd)
     try:
         srv.run()
     except BaseException as e:  # a bug in the loop itself: say so, then stop
-        log(f"{where} failed: {type(e).__name__}: {e}")
+        log(f"{where} failed: {type(e).__name__}: {e} (exit 1)")
         return 1
     finally:
         srv.shutdown()
-    log(f"{where} stopped ({' '.join(f'{k}={v}' for k, v in srv.stats.items())})")
+    how = f"by {signal.Signals(srv.stopping).name}" if srv.stopping else ""
+    log(f"{where} stopped {how} ({' '.join(f'{k}={v}' for k, v in srv.stats.items())}) (exit 0)")
     return 0
 
 

@@ -39,7 +39,7 @@ class EngineBase:
     def ensure_ready(self) -> None:
         """First use of a state root: record the predefined networks (read-only
         commands call this so that `network ls` shows them from the start)."""
-        if self.store.get_meta("initialized") == "1" and self._resolvers_alive():
+        if self.store.get_meta("initialized") == "1" and self._resolvers_alive() and self._watcher_alive():
             return
         # first use, or a resolver died: a full session sets up / restarts
         # (DNS promises "restarted by any engine call that finds it dead")
@@ -58,6 +58,18 @@ class EngineBase:
         from nsbridge import procs
 
         return all(procs.alive(pid, start) for pid, start, _a, _l in self.store.resolvers().values())
+
+    def _watcher_alive(self) -> bool:
+        """The cluster watcher runs if this host joined a cluster store (meta
+        reads only: the cluster modules are not imported on the read path)."""
+        if self.store.get_meta("cluster.store") is None:
+            return True
+        import json
+
+        from nsbridge import procs
+
+        w = json.loads(self.store.get_meta("cluster.watcher") or "{}")
+        return procs.alive(w.get("pid", 0), w.get("start", 0))
 
     def network(self, ref: str) -> Network:
         n = self.store.find_network(ref)

@@ -56,6 +56,7 @@ class RunSpec:
     cap_add: list[str] = field(default_factory=list)
     cap_drop: list[str] = field(default_factory=list)
     privileged: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 ALIAS_ON_PREDEFINED = "network-scoped aliases are only supported for user-defined networks"
@@ -82,6 +83,10 @@ class ContainerOps(EndpointOps):
             process.check_command(spec.cmd, process.spec_path(spec.image, spec.env))
         self._ports_validate(spec)
         return mode
+
+    def validate_spec(self: "Engine", spec: RunSpec) -> None:
+        """Check SPEC as `run` would, touching nothing (compose checks a whole file first)."""
+        self._validate_spec(spec)
 
     def create(self: "Engine", spec: RunSpec) -> Container:
         mode = self._validate_spec(spec)
@@ -142,6 +147,7 @@ class ContainerOps(EndpointOps):
             cap_add=list(spec.cap_add),
             cap_drop=list(spec.cap_drop),
             privileged=spec.privileged,
+            labels=dict(spec.labels),
         )
         eps: list[Endpoint] = []
         if spec.aliases and (mode.mode != "named" or self.network(mode.names[0]).predefined):
@@ -239,6 +245,7 @@ class ContainerOps(EndpointOps):
 
         plan.step("container.record", record)
         plan.undos.clear()  # recorded: from here on it exists
+        self._dns_handover(c)
 
     def _command(self: "Engine", c: Container) -> list[str]:
         """The main process's command: the user's, or the image's stand-in
@@ -303,6 +310,7 @@ class ContainerOps(EndpointOps):
     def _release(self: "Engine", k: "Kernel", c: Container, code: int) -> None:
         """Running -> exited: processes gone, endpoints released (no address,
         no DNS answer); name, ID, config and files stay."""
+        owner = self._dns_owner(self.store.endpoints_of(c.id))
         self._release_kernel(k, c)
         # containers sharing this one's netns lose their network too
         for other in self.store.sharing_netns_of(c.id):
@@ -311,6 +319,8 @@ class ContainerOps(EndpointOps):
                     procs.terminate(other.pid, other.pid_start, 0)
                 self._mark_exited(other, 137)
         self._mark_exited(c, code)
+        if owner is not None:
+            self._dns_drop(c, owner.network_id)
 
     def _mark_exited(self: "Engine", c: Container, code: int) -> None:
         c.state = "exited"
@@ -437,6 +447,7 @@ class ContainerOps(EndpointOps):
                     live = [e for e in eps if e.ip] + [ep]
                     plan.step("container.files", lambda: self._write_files(c, live))
                     plan.step("endpoint.record", lambda: self._put_endpoint(ep, c if links else None))
+                self._dns_follow(c, self._dns_owner(eps), live)
             else:
                 if ip:
                     from nsbridge.ipam import allocator
@@ -463,6 +474,7 @@ class ContainerOps(EndpointOps):
             ep = next((e for e in self.store.endpoints_of(c.id) if e.network_id == net.id), None)
             if ep is None:
                 raise Conflict(f"container {c.id} is not connected to network {net.name}")
+            before = self._dns_owner(self.store.endpoints_of(c.id)) if c.running else None
             if c.running and ep.ip and c.netns:
                 self._detach_one(k, c, ep)
                 checkpoint("endpoint.remove")
@@ -472,7 +484,9 @@ class ContainerOps(EndpointOps):
                 if c.forget_network(net.id):
                     self.store.put_container(c)
             if c.running:
-                self._write_files(c, [e for e in self.store.endpoints_of(c.id) if e.ip])
+                live = [e for e in self.store.endpoints_of(c.id) if e.ip]
+                self._write_files(c, live)
+                self._dns_follow(c, before, live)
 
     # -- exec ------------------------------------------------------------------------------
     def exec(self: "Engine", ref: str, cmd: list[str], env: list[str] | None = None, timeout: float | None = 30,

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from nsbridge import procs
+from nsbridge.engine.cluster import ClusterOps
 from nsbridge.engine.containers import ContainerOps
 from nsbridge.engine.links import LinkOps
 from nsbridge.engine.networks import NetworkOps
@@ -68,7 +69,7 @@ class Kernel:
             self._link = None
 
 
-class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOps, LinkOps):
+class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOps, ClusterOps, LinkOps):
     """All operations; construction and lookups come from EngineBase (via ViewOps)."""
 
     # -- sessions --------------------------------------------------------------
@@ -162,6 +163,7 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOp
             for line in self._restart_by_policy():
                 log.info("restore: %s", line)
         self._ensure_resolvers(k)
+        self._ensure_watcher()
 
     def _init_predefined(self, k: Kernel) -> None:
         from nsbridge.ipam.pools import pick_pool
@@ -225,6 +227,8 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOp
         cs = self.store.containers()
         resolvers = self.store.resolvers()
         byid = {n.id: n for n in nets}
+        served = self._dns_served()
+        from nsbridge.dns.supervisor import read_last_words
         return {
             "Root": self.host.root,
             "HostNamespace": self.host.netns or "(the machine's own)",
@@ -236,12 +240,16 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOp
             "Resolvers": {
                 byid[nid].name if nid in byid else nid: {
                     "Pid": pid,
-                    "Address": addr,
+                    "Address": addr,  # port 53, in each container served
+                    "ServedContainers": served.get(nid, 0),
                     "State": "running" if procs.alive(pid, start) else "stopped",
                     "Log": logf,
+                    # how the previous process ended, if one died and was replaced
+                    "LastExit": read_last_words(logf),
                 }
                 for nid, (pid, start, addr, logf) in resolvers.items()
             },
             "UpstreamResolvConf": self.host.upstream_resolv,
             "Docker": self.store.get_meta("docker", "") or "",
+            "Cluster": self.cluster_info(),
         }

@@ -11,7 +11,9 @@ import contextlib
 import os
 from typing import TYPE_CHECKING
 
+from nsbridge.dns import embedded
 from nsbridge.engine import files
+from nsbridge.engine.embedded_dns import EmbeddedDnsOps
 from nsbridge.engine.plan import Plan
 from nsbridge.errors import Conflict
 from nsbridge.ipam import allocator
@@ -25,7 +27,7 @@ def new_endpoint_id() -> str:
     return os.urandom(32).hex()
 
 
-class EndpointOps:
+class EndpointOps(EmbeddedDnsOps):
     def _taken_ips(self: "Engine", net: Network, live: set[str] | None = None) -> set[str]:
         """Addresses IPAM must not hand out: live endpoints' (LIVE if read already) and
         --aux-address ones."""
@@ -89,6 +91,11 @@ class EndpointOps:
                 drv.join(plan, k.link, ctr, fd, net, ep, default_route, lo_up=not live,
                          ipv6_off_by_default=self.host.netns is not None, sysctls=c.endpoint_sysctls.get(net.id, ()))
                 live.append(ep)
+            owner = next((ep for ep, net in bridged if net.has_dns), None)
+            if owner is not None:
+                # 127.0.0.11:53 bound before the command starts: its first query waits there
+                socks = plan.step("container.dns", lambda: self._dns_bind(fd), self._dns_discard)
+                self._dns_pending = (owner, socks)
         finally:
             ctr.close()
             os.close(fd)
@@ -193,7 +200,7 @@ class EndpointOps:
             "host.docker.internal" in e.names for e in extra
         ):
             # Docker on Linux lacks it without --add-host; the tutorials expect it. On
-            # user networks the resolver answers it (the querier's gateway).
+            # user networks the resolver answers it (the querier's first network's gateway).
             extra.append(files.HostsEntry(primary.ipam.gateway, ["host.docker.internal"]))
         own = [files.HostsEntry(e.ip or "", files.own_names(c.hostname)) for e in live]
         if c.network_mode == "host":
@@ -206,8 +213,8 @@ class EndpointOps:
                 upstream = files.parse_resolv_conf(f.read())
         except OSError:
             upstream = files.Upstream()
-        embedded = dns_net.ipam.gateway if dns_net and dns_net.ipam else None
-        resolv = files.resolv_conf(embedded, upstream, c.dns, c.dns_search, c.dns_options)
+        nameserver = embedded.ADDRESS if dns_net is not None else None
+        resolv = files.resolv_conf(nameserver, upstream, c.dns, c.dns_search, c.dns_options)
         for fname, text in (("hosts", hosts), ("resolv.conf", resolv), ("hostname", c.hostname + "\n")):
             # Rewritten in place (same inode): running containers see the bind-mounted file change.
             with open(os.path.join(d, fname), "w") as f:

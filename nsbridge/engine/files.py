@@ -11,13 +11,14 @@ does on `run` and on each `network connect` (and, since moby#48857, removes on
 `disconnect`).
 
 resolv.conf: `search`, then `nameserver`, then `options` lines (Docker's
-resolvconf.Build). On a user network the only nameserver is the embedded
-resolver (the gateway of the container's first user network), with the host's
-(or --dns-search/--dns-option) search and options, and `ndots:0` appended unless
-an ndots option is already there; `--dns` servers are then the resolver's
-upstreams for that container, not resolv.conf lines. Elsewhere (default bridge,
-none, host) the nameservers are --dns or the host's, minus loopback ones a
-container cannot reach. Unlike Docker, no 8.8.8.8 fallback is invented when the
+resolvconf.Build). On a user network the only nameserver is Docker's embedded
+resolver address, 127.0.0.11 (answered inside the container by its first user
+network's resolver: nsbridge/dns/embedded.py), with the host's (or
+--dns-search/--dns-option) search and options, and `ndots:0` appended unless an
+ndots option is already there; `--dns` servers, IPv6 ones included (as Docker
+does since 25.0), are then the resolver's upstreams for that container, not
+resolv.conf lines. Elsewhere (default bridge, none, host) the nameservers are
+--dns or the host's, minus loopback ones a container cannot reach. Unlike Docker, no 8.8.8.8 fallback is invented when the
 host has none: a sandbox host has no route out, and nsbridge never picks a
 public resolver on the user's behalf.
 """
@@ -98,8 +99,8 @@ def hosts_file(extra: list[HostsEntry], own: list[HostsEntry] | HostsEntry | Non
 def resolv_conf(
     embedded: str | None, upstream: Upstream, dns: list[str], dns_search: list[str], dns_options: list[str]
 ) -> str:
-    """User networks get the embedded resolver (the network's gateway) and
-    Docker's ndots:0; the default bridge gets --dns or the host's nameservers."""
+    """User networks get the embedded resolver (EMBEDDED: 127.0.0.11) and Docker's
+    ndots:0; the default bridge gets --dns or the host's nameservers."""
     search = dns_search or upstream.search
     lines = []
     if search and " ".join(search).strip() != ".":  # `--dns-search .`: no search line

@@ -155,12 +155,9 @@ class NetworkOps:
         """Start the network's resolver as a plan step; returns its ResolverInfo."""
         from nsbridge.dns import supervisor
 
-        assert net.ipam is not None
         info = plan.step(
             "network.resolver",
-            lambda: supervisor.start(
-                self.host.db, net.id, net.ipam.gateway, self.host.upstream_resolv, self.host.dns_dir
-            ),
+            lambda: supervisor.start(self.host.db, net.id, self.host.upstream_resolv, self.host.dns_dir),
         )
         plan.undos.append(("network.resolver", lambda: supervisor.stop((info.pid, info.pid_start))))
         return info
@@ -172,24 +169,37 @@ class NetworkOps:
         from nsbridge.dns import supervisor
 
         supervisor.stop((r[0], r[1]))
+        supervisor.forget(r[3])
 
     def _ensure_resolvers(self: "Engine", k: "Kernel") -> None:
-        """Restart the resolver of any user bridge whose process is gone."""
-        from nsbridge.dns import supervisor
+        """Restart the resolver of any user bridge whose process is gone, keeping
+        its last words (how it ended, its last log lines) for `system info`."""
+        from nsbridge.dns import embedded, supervisor
 
         running = self.store.resolvers()
+        rewrite: set[str] = set()
         for net in self.store.networks():
             if not net.has_dns or net.ipam is None:
                 continue
             r = running.get(net.id)
-            if r is not None and supervisor.is_alive(r[0], r[1]):
+            alive = r is not None and supervisor.is_alive(r[0], r[1])
+            if alive and r[2] == embedded.ADDRESS:
                 continue
+            if alive:  # one from before 127.0.0.11 (it listens on the gateway): replaced
+                supervisor.stop((r[0], r[1]))
+                rewrite.add(net.id)
+            elif r is not None:
+                words = supervisor.keep_last_words(supervisor.ResolverInfo(*r))
+                log.info("resolver of network %s (pid %d) had ended, %s: restarting it", net.name, r[0],
+                            words["Ended"])
             try:
-                info = supervisor.start(
-                    self.host.db, net.id, net.ipam.gateway, self.host.upstream_resolv, self.host.dns_dir
-                )
+                info = supervisor.start(self.host.db, net.id, self.host.upstream_resolv, self.host.dns_dir)
             except NsbridgeError as e:
                 log.warning("resolver for %s did not start: %s", net.name, e)
                 continue
             with self.store.tx():
                 self.store.put_resolver(net.id, info.pid, info.pid_start, info.address, info.log)
+        for c in self.store.containers() if rewrite else []:
+            live = [e for e in self.store.endpoints_of(c.id) if e.ip]
+            if c.running and any(e.network_id in rewrite for e in live):
+                self._write_files(c, live)  # resolv.conf: nameserver 127.0.0.11

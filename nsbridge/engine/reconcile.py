@@ -138,6 +138,7 @@ class ReconcileOps:
                 if nid not in net_ids:
                     self.store.delete_resolver(nid)
         self._ensure_resolvers(k)
+        report += self._repair_watcher()
         # files of containers that were never recorded
         cdir = os.path.join(self.host.root, "containers")
         known = {c.id for c in cs}
@@ -176,7 +177,9 @@ class ReconcileOps:
         from nsbridge.kernel import ns
         from nsbridge.state.store import Store
 
-        report = []
+        from nsbridge.engine.cluster import reset_cluster
+
+        report = reset_cluster(host)  # first: the store is reached from the host namespace
         known: set[str] = set()
         bridges: list[str] = []
         if os.path.exists(host.db):

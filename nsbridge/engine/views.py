@@ -42,7 +42,9 @@ class ViewOps(EngineBase):
 
             resolver = {
                 "Pid": r[0] if r else 0,
+                # 127.0.0.11:53 inside each container it serves (those whose first user network this is)
                 "Address": f"{r[2]}:53" if r else "",
+                "ServedContainers": self._dns_served().get(n.id, 0),
                 "State": "running" if r and procs.alive(r[0], r[1]) else "stopped",
                 "Log": r[3] if r else "",
             }
@@ -53,6 +55,19 @@ class ViewOps(EngineBase):
         from nsbridge.render import inspect as render
 
         return render.network(n, members, resolver)
+
+    def _dns_served(self: "Engine") -> dict[str, int]:
+        """Network id -> how many containers its resolver serves: each running
+        container is served by the resolver of its first user network."""
+        dns = {n.id for n in self.store.networks() if n.has_dns}
+        first: dict[str, tuple[int, str]] = {}
+        for e in self.store.all_endpoints():
+            if e.ip and e.network_id in dns and (e.container_id not in first or e.position < first[e.container_id][0]):
+                first[e.container_id] = (e.position, e.network_id)
+        out: dict[str, int] = {}
+        for _pos, nid in first.values():
+            out[nid] = out.get(nid, 0) + 1
+        return out
 
     def container_endpoints(self: "Engine", c: Container) -> list[tuple[Network, Endpoint | None]]:
         if c.network_mode == "host":

@@ -78,10 +78,8 @@ def network_rules(bridge: str, subnet: str, *, icc: bool, masquerade: bool, inte
         Rule("filter", "NSBRIDGE-ISOLATION-STAGE-2", f"-o {bridge} -j DROP", True),
         # Containers reach published ports through the host's addresses (hairpin, no
         # proxy), so the DNAT rules see the bridges' traffic too (Docker's `-i BRIDGE
-        # -j RETURN` is there for its userland proxy). Except DNS: the embedded
-        # resolver listens on the gateway's port 53, whatever the host publishes.
-        Rule("nat", "NSBRIDGE", f"-i {bridge} -p udp -m udp --dport 53 -j RETURN", True),
-        Rule("nat", "NSBRIDGE", f"-i {bridge} -p tcp -m tcp --dport 53 -j RETURN", True),
+        # -j RETURN` is there for its userland proxy). DNS needs no exception: the
+        # embedded resolver answers on 127.0.0.11 inside each container.
     ]
     if internal:
         rules += [

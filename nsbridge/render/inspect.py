@@ -77,7 +77,8 @@ def _endpoint_settings(net: Network, e: Endpoint | None, c: Container) -> dict:
         "IPv6Gateway": "",
         "GlobalIPv6Address": "",
         "GlobalIPv6PrefixLen": 0,
-        "DNSNames": ([c.name, *(e.aliases if e else []), c.short_id] if live and net.has_dns else None),
+        # once each, as Docker's (compose gives the container name as an alias too)
+        "DNSNames": (list(dict.fromkeys([c.name, *(e.aliases if e else []), c.short_id])) if live and net.has_dns else None),
     }
 
 
@@ -173,7 +174,7 @@ def container(c: Container, eps: list[tuple[Network, Endpoint | None]], root_dir
             "Entrypoint": list(c.entrypoint) or None,
             **({"MacAddress": c.mac_address} if c.mac_address else {}),  # omitempty, as Docker's
             "OnBuild": None,
-            "Labels": {},
+            "Labels": dict(c.labels),
         },
         "NetworkSettings": {
             "Bridge": "",

@@ -75,6 +75,12 @@ def network_row(n: Network, no_trunc: bool = False) -> dict[str, object]:
     }
 
 
+def label_match(labels: dict[str, str], want: str) -> bool:
+    """Docker's `label=KEY` / `label=KEY=VALUE` filter term."""
+    k, eq, v = want.partition("=")
+    return k in labels and (not eq or labels[k] == v)
+
+
 def network_matches(n: Network, filters: list[str]) -> bool:
     """Docker's --filter: same key ORs, different keys AND."""
     by_key: dict[str, list[str]] = {}
@@ -93,10 +99,7 @@ def network_matches(n: Network, filters: list[str]) -> bool:
         elif k == "id":
             ok = any(n.id.startswith(v) for v in values)
         elif k == "label":
-            ok = any(
-                (v.partition("=")[0] in n.labels and (not v.partition("=")[1] or n.labels[v.partition("=")[0]] == v.partition("=")[2]))
-                for v in values
-            )
+            ok = any(label_match(n.labels, v) for v in values)
         elif k == "type":
             bad = [v for v in values if v not in ("builtin", "custom")]
             if bad:
@@ -141,7 +144,7 @@ def container_row(c: Container, ports: str, networks: str, no_trunc: bool = Fals
         "CreatedAt": docker_time(c.created),
         "ID": c.id if no_trunc else c.short_id,
         "Image": c.image or "<none>",
-        "Labels": "",
+        "Labels": ",".join(f"{k}={v}" for k, v in sorted(c.labels.items())),
         "LocalVolumes": "0",
         "Mounts": "",
         "Names": c.name,

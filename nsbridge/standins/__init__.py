@@ -154,8 +154,16 @@ def is_entry(img: Image, cmd: list[str]) -> bool:
     return False
 
 
+def entry_args(cmd: list[str]) -> bool:
+    """CMD only passes arguments to the image's entrypoint (`mariadb
+    --default-authentication-plugin=...`, as Docker runs it): no program of its own."""
+    return bool(cmd) and cmd[0].startswith("-")
+
+
 def replaces(image: str, cmd: list[str]) -> bool:
     """A given command the stand-in runs instead of (no host program needed)."""
+    if entry_args(cmd):
+        return True
     img = lookup(image)
     return img is not None and img.kind in ("web", "service") and is_entry(img, cmd)
 
@@ -164,8 +172,12 @@ def decide(image: str, cmd: list[str], tty: bool = False, interactive: bool = Fa
     """What a container of IMAGE given CMD runs (pure)."""
     img = lookup(image)
     if cmd:
-        if img is not None and img.kind in ("web", "service") and is_entry(img, cmd):
+        if img is not None and img.kind in ("web", "service") and (is_entry(img, cmd) or entry_args(cmd)):
             return Decision(img.kind, img)
+        if entry_args(cmd):
+            return Decision("idle", img, note=(
+                f"{cmd[0]!r} is an argument for image {image!r}'s entrypoint, which nsbridge does not have: the container idles"
+            ))
         return Decision("command", img, list(cmd))
     if img is None:
         note = None

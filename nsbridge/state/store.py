@@ -96,6 +96,16 @@ class Store:
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
+    def meta_items(self, prefix: str) -> dict[str, str]:
+        """Every meta key starting with PREFIX (e.g. the cluster membership's)."""
+        rows = self.db.execute(
+            "SELECT key, value FROM meta WHERE substr(key, 1, ?) = ? ORDER BY key", (len(prefix), prefix)
+        ).fetchall()
+        return {k: v for k, v in rows}
+
+    def delete_meta(self, key: str) -> None:
+        self.db.execute("DELETE FROM meta WHERE key = ?", (key,))
+
     def generation(self) -> int:
         return int(self.get_meta("generation", "0") or 0)
 

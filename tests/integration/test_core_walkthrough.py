@@ -97,7 +97,7 @@ def test_exec_sees_container_files_and_exit_codes(sb):
     assert hosts.endswith("ff02::2\tip6-allrouters\n10.10.0.200\tlab-one\n")
     assert sb.cli("exec", "lab1", "hostname", check=True).stdout.strip() == "lab-one"
     assert sb.cli("exec", "lab1", "cat", "/etc/resolv.conf", check=True).stdout.splitlines()[-2:] == [
-        "nameserver 10.10.0.254",
+        "nameserver 127.0.0.11",
         "options ndots:0",
     ]
     assert sb.cli("exec", "lab1", "sh", "-c", "exit 7").returncode == 7

@@ -21,7 +21,7 @@ OPS = {
     "network rm": ([["network", "create", "crashnet"]], ["network", "rm", "crashnet"],
                    ["network.resolver-stop", "network.teardown"]),
     "run": ([], ["run", "-d", "--name", "crash1", "--network", "skynet", "-p", "9000:80", "--", "sleep", "600"],
-            ["container.netns", "endpoint.veth", "endpoint.address", "container.files", "container.ports",
+            ["container.netns", "endpoint.veth", "endpoint.address", "container.dns", "container.files", "container.ports",
              "container.process", "container.record"]),
     "rm": ([["run", "-d", "--name", "crash1", "--network", "skynet", "-p", "9000:80", "--", "sleep", "600"]],
            ["rm", "-f", "crash1"],

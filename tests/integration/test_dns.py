@@ -1,7 +1,8 @@
 """Name resolution on the real kernel (issue 4's acceptance): queries from inside
-containers (`getent`, `ping`, `nslookup`, `dig`, raw UDP/TCP) against the resolver of
-each user bridge, and containers' /etc/hosts and resolv.conf compared with Docker's
-(what Docker 20.10 printed for the same commands).
+containers (`getent`, `ping`, `nslookup`, `dig`, raw UDP/TCP) to Docker's embedded DNS
+address, 127.0.0.11, answered there by the resolver of the container's first user
+bridge; and containers' /etc/hosts and resolv.conf compared with Docker's (what Docker
+20.10 printed for the same commands).
 
 Nothing here talks to the machine's nameservers or any real network: upstream
 resolvers are stubs this file runs in namespaces of its own (prefixed with the
@@ -104,9 +105,13 @@ UDP_QUERY = DNS_LIB + r"""
 server, name = sys.argv[1], sys.argv[2]
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(3)
+s.connect((server, 53))  # connected: "port unreachable" comes back as an error
 q = query(name)
-s.sendto(q, (server, 53))
-qid, rcode, addrs = parse(s.recv(4096))
+s.send(q)
+try:
+    qid, rcode, addrs = parse(s.recv(4096))
+except ConnectionRefusedError:
+    sys.exit(print("no DNS server there"))
 assert qid == struct.unpack(">H", q[:2])[0]
 print(RCODES.get(rcode, rcode), *addrs)
 """
@@ -242,7 +247,7 @@ def test_names_on_a_user_bridge_and_not_on_the_default_bridge(sb):
     assert getent(sb, "alpine-box", "notes-db") == "172.18.0.3"
     assert getent(sb, "alpine-box", "NOTES-DB") == "172.18.0.3"  # names are case-insensitive
     out = sb.cli("exec", "alpine-box", "nslookup", "db", check=True).stdout
-    assert "Server:\t\t172.18.0.1" in out and "Name:\tdb\nAddress: 172.18.0.3" in out
+    assert "Server:\t\t127.0.0.11\nAddress:\t127.0.0.11#53" in out and "Name:\tdb\nAddress: 172.18.0.3" in out
     out = sb.cli("exec", "alpine-box", "nslookup", "notes-db.skynet", check=True).stdout
     assert "Name:\tnotes-db.skynet\nAddress: 172.18.0.3" in out
     short = cid(sb, "notes-db")[:12]
@@ -361,7 +366,7 @@ def test_forwarding_to_the_host_upstream_and_to_a_containers_own_dns(sb, outside
     # a container with --dns on a user network: resolv.conf still names the resolver,
     # which forwards that container's other queries to its own servers (as Docker does)
     sb.cli("run", "-d", "--name", "own", "--network", "skynet", "--dns", "192.0.2.54", "alpine", check=True)
-    assert cat(sb, "own", "/etc/resolv.conf") == "search corp.example\nnameserver 172.18.0.1\noptions ndots:0\n"
+    assert cat(sb, "own", "/etc/resolv.conf") == "search corp.example\nnameserver 127.0.0.11\noptions ndots:0\n"
     assert dig(sb, "own", "example.test")[1] == ["192.0.2.20"]
     assert dig(sb, "own", "client")[1] == [ip_of(sb, "client")]
     assert dig(sb, "client", "example.test")[1] == ["192.0.2.10"]
@@ -387,23 +392,27 @@ def test_forwarding_to_the_host_upstream_and_to_a_containers_own_dns(sb, outside
     assert "upstreams now: 192.0.2.53#53" in log
 
 
-def test_refused_for_a_querier_outside_the_bridge(sb, outside):
+def test_the_resolver_listens_in_containers_only(sb, outside):
+    """As Docker's: 127.0.0.11 inside each container of a user network, nothing on the
+    host's addresses (a LAN client or a default-bridge container finds no DNS server on
+    the gateway), and nothing on a default-bridge container's 127.0.0.11."""
     sb.cli("network", "create", "skynet", check=True)
     sb.cli("run", "-d", "--name", "notes-db", "--network", "skynet", "alpine", check=True)
     lan = outside.wire("lan", "lan0", "198.51.100.1/24", "198.51.100.2/24")
-    # The LAN client reaches the resolver (the host routes for it) and is refused, not ignored.
     p = outside.in_ns(lan, sys.executable, "-c", UDP_QUERY, "172.18.0.1", "notes-db")
-    assert p.stdout.split() == ["REFUSED"], p.stderr
-    p = outside.in_ns(lan, sys.executable, "-c", UDP_QUERY, "172.18.0.1", "example.test")
-    assert p.stdout.split() == ["REFUSED"], p.stderr
-    # a default-bridge container (another subnet of the same host) is an outsider too
+    assert p.stdout.split() == ["no", "DNS", "server", "there"], p.stderr
     sb.cli("run", "-d", "--name", "legacy", "alpine", check=True)
-    p = sb.cli("exec", "legacy", "python3", "-c", UDP_QUERY, "172.18.0.1", "notes-db")
-    assert p.stdout.split() == ["REFUSED"], p.stderr
-    # while an insider is answered
+    for server in ("172.18.0.1", "127.0.0.11"):
+        p = sb.cli("exec", "legacy", "python3", "-c", UDP_QUERY, server, "notes-db")
+        assert p.stdout.split() == ["no", "DNS", "server", "there"], (server, p.stderr)
     sb.cli("run", "-d", "--name", "client", "--network", "skynet", "alpine", check=True)
     p = sb.cli("exec", "client", "python3", "-c", UDP_QUERY, "172.18.0.1", "notes-db")
+    assert p.stdout.split() == ["no", "DNS", "server", "there"], p.stderr
+    p = sb.cli("exec", "client", "python3", "-c", UDP_QUERY, "127.0.0.11", "notes-db")
     assert p.stdout.split() == ["NOERROR", "172.18.0.2"], p.stderr
+    # the host's side: no socket on port 53 at all
+    assert not sb.host_run("ss", "-Hlnu", "sport = :53", check=True).stdout.strip()
+    assert not sb.host_run("ss", "-Hlnt", "sport = :53", check=True).stdout.strip()
 
 
 GARBAGE_THEN_QUERIES = DNS_LIB + r"""
@@ -462,7 +471,7 @@ def test_malformed_and_tcp_queries_from_a_container(sb):
     sb.cli("run", "-d", "--name", "client", "--network", "skynet", "alpine", check=True)
     sb.cli("run", "-d", "--name", "notes-db", "--network", "skynet", "alpine", check=True)
     pid = resolver_of(sb, "skynet")["Pid"]
-    p = sb.cli("exec", "client", "python3", "-c", GARBAGE_THEN_QUERIES, "172.18.0.1", "notes-db")
+    p = sb.cli("exec", "client", "python3", "-c", GARBAGE_THEN_QUERIES, "127.0.0.11", "notes-db")
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines() == [
         "udp NOERROR 172.18.0.3",
@@ -483,15 +492,23 @@ def test_resolver_process_inspect_info_log_and_restart(sb):
     sb.cli("network", "create", "skynet", check=True)
     sb.cli("run", "-d", "--name", "client", "--network", "skynet", "alpine", check=True)
     r = resolver_of(sb, "skynet")
-    assert r["Address"] == "172.18.0.1:53" and r["State"] == "running" and r["Pid"] > 0
+    assert r["Address"] == "127.0.0.11:53" and r["State"] == "running" and r["Pid"] > 0
+    assert r["ServedContainers"] == 1
     assert r["Log"].startswith(os.path.join(sb.root, "")) and os.path.exists(r["Log"])
     assert "started" in open(r["Log"]).read()
-    # it is a process in the sandbox host, listening on the gateway, UDP and TCP
-    ss = sb.host_run("ss", "-lnup", check=True).stdout + sb.host_run("ss", "-lntp", check=True).stdout
-    assert ss.count("172.18.0.1:53") == 2 and f"pid={r['Pid']}," in ss
+    # a process of the sandbox host, holding 127.0.0.11:53, UDP and TCP, inside the container
+    inside = subprocess.run(["ip", "netns", "exec", f"{sb.name}-client", "ss", "-Hlnup"], capture_output=True,
+                            text=True).stdout + subprocess.run(
+        ["ip", "netns", "exec", f"{sb.name}-client", "ss", "-Hlntp"], capture_output=True, text=True).stdout
+    assert inside.count("127.0.0.11:53 ") == 2 and inside.count(f"pid={r['Pid']},") == 2, inside
     assert os.stat(f"/proc/{r['Pid']}/ns/net").st_ino == os.stat(f"/run/netns/{sb.name}").st_ino
+    # two descriptors per container: its open-files limit is raised to the hard limit
+    limits = open(f"/proc/{r['Pid']}/limits").read()
+    soft, hard = re.search(r"Max open files\s+(\d+)\s+(\d+)", limits).groups()
+    assert soft == hard and int(soft) >= 4096
     info = json.loads(sb.cli("system", "info", "--format", "{{json .Resolvers}}", check=True).stdout)
-    assert info["skynet"]["Pid"] == r["Pid"] and info["skynet"]["Address"] == "172.18.0.1"
+    assert info["skynet"]["Pid"] == r["Pid"] and info["skynet"]["Address"] == "127.0.0.11"
+    assert info["skynet"]["LastExit"] is None
     # the default bridge has none
     assert "NsbridgeResolver" not in json.loads(sb.cli("network", "inspect", "bridge", check=True).stdout)[0]
 
@@ -500,10 +517,12 @@ def test_resolver_process_inspect_info_log_and_restart(sb):
         if not os.path.exists(f"/proc/{r['Pid']}"):
             break
         time.sleep(0.02)
-    # the next engine call, even a reading one, restarts it
+    # the next engine call, even a reading one, restarts it; it binds in its containers again
     r2 = resolver_of(sb, "skynet")
     assert r2["State"] == "running" and r2["Pid"] != r["Pid"]
     assert dig(sb, "client", "client")[1] == [ip_of(sb, "client")]
+    last = json.loads(sb.cli("system", "info", "--format", "{{json .Resolvers}}", check=True).stdout)["skynet"]["LastExit"]
+    assert last["Pid"] == r["Pid"] and "SIGKILL" in last["Ended"] and "started" in last["LastLines"][0]
     sb.cli("network", "create", "other", check=True)
     assert resolver_of(sb, "other")["State"] == "running"
     # network rm stops it
@@ -559,20 +578,20 @@ def test_hosts_and_resolv_conf_on_user_networks_as_docker(sb):
     me = cid(sb, "alpine-box")[:12]
     assert cat(sb, "alpine-box", "/etc/hosts") == HEAD + f"172.18.0.2\t{me}\n"
     assert cat(sb, "alpine-box", "/etc/resolv.conf") == (
-        "search corp.example\nnameserver 172.18.0.1\noptions timeout:2 ndots:0\n")
+        "search corp.example\nnameserver 127.0.0.11\noptions timeout:2 ndots:0\n")
     # connect adds a line with the address on that network; disconnect removes it;
-    # resolv.conf follows the first user network
+    # the resolver of the first user network that remains takes its 127.0.0.11 over
     sb.cli("network", "connect", "lab", "alpine-box", check=True)
     assert cat(sb, "alpine-box", "/etc/hosts") == HEAD + f"172.18.0.2\t{me}\n10.10.0.1\t{me}\n"
     sb.cli("network", "disconnect", "skynet", "alpine-box", check=True)
     assert cat(sb, "alpine-box", "/etc/hosts") == HEAD + f"10.10.0.1\t{me}\n"
-    assert "nameserver 10.10.0.254\n" in cat(sb, "alpine-box", "/etc/resolv.conf")
+    assert "nameserver 127.0.0.11\n" in cat(sb, "alpine-box", "/etc/resolv.conf")
     assert getent(sb, "alpine-box", "alpine-box") == "10.10.0.1"
     # a default-bridge container connected to a user network switches to its resolver
     sb.cli("run", "-d", "--name", "web", "alpine", check=True)
     assert "nameserver 192.0.2.53\n" in cat(sb, "web", "/etc/resolv.conf")
     sb.cli("network", "connect", "skynet", "web", check=True)
-    assert cat(sb, "web", "/etc/resolv.conf") == "search corp.example\nnameserver 172.18.0.1\noptions timeout:2 ndots:0\n"
+    assert cat(sb, "web", "/etc/resolv.conf") == "search corp.example\nnameserver 127.0.0.11\noptions timeout:2 ndots:0\n"
     web = cid(sb, "web")[:12]
     assert cat(sb, "web", "/etc/hosts").endswith(f"172.17.0.2\t{web}\n172.18.0.2\t{web}\n")
     assert getent(sb, "web", "web") == "172.18.0.2"
@@ -581,10 +600,10 @@ def test_hosts_and_resolv_conf_on_user_networks_as_docker(sb):
                "--dns-search", "x.example", "--dns-option", "ndots:2", "--add-host", "gw:host-gateway",
                "alpine", "sh", "-c", "cat /etc/hosts /etc/resolv.conf", check=True)
     assert r.stdout == (HEAD + "172.17.0.1\tgw\n10.10.0.200\tlab-one\n"
-                        "search x.example\nnameserver 10.10.0.254\noptions ndots:2\n")
+                        "search x.example\nnameserver 127.0.0.11\noptions ndots:2\n")
     # `--dns-search .`: no search line at all
     r = sb.cli("run", "--rm", "--network", "lab", "--dns-search", ".", "alpine", "cat", "/etc/resolv.conf", check=True)
-    assert r.stdout == "nameserver 10.10.0.254\noptions timeout:2 ndots:0\n"
+    assert r.stdout == "nameserver 127.0.0.11\noptions timeout:2 ndots:0\n"
 
 
 def test_bridge_mac_is_stable_when_a_port_leaves(sb):
@@ -617,7 +636,7 @@ def test_system_info_lists_resolvers(sb):
     p = sb.cli("system", "info")
     assert p.returncode == 0, p.stderr
     pid = resolver_of(sb, "skynet")["Pid"]
-    assert f" skynet: pid {pid} on 172.18.0.1:53 (running)" in p.stdout
+    assert f" skynet: pid {pid} on 127.0.0.11:53 in 0 containers (running)" in p.stdout
 
 
 def test_a_reading_command_restarts_a_dead_resolver(sb):

@@ -24,9 +24,9 @@ from tests.integration.helpers import ip_of
 from tests.integration.test_dns import STUB, Outside, set_upstream
 from tests.integration.test_tutorials import HEX64, docker
 
-#: Embedded DNS at 127.0.0.11 (issue 17): containers on user networks then show Docker's
-#: `nameserver 127.0.0.11`. TURN ON once that work is on main (it is another change's).
-EMBEDDED_DNS_127 = False
+#: Embedded DNS at 127.0.0.11 (issue 17): containers on user networks show Docker's
+#: `nameserver 127.0.0.11`.
+EMBEDDED_DNS_127 = True
 
 #: The stub "internet": google.com answers with the stub's own address, which pings back.
 INTERNET = "192.0.2.53"

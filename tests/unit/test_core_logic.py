@@ -141,8 +141,12 @@ def test_hosts_file_as_docker_writes_it():
 def test_resolv_conf_variants():
     up = files.parse_resolv_conf("nameserver 127.0.0.53\nnameserver 9.9.9.9\nsearch lab.example\noptions edns0\n")
     assert up.nameservers == ["9.9.9.9"]
-    assert files.resolv_conf("172.18.0.1", up, [], [], []) == (
-        "search lab.example\nnameserver 172.18.0.1\noptions edns0 ndots:0\n"
+    assert files.resolv_conf("127.0.0.11", up, [], [], []) == (
+        "search lab.example\nnameserver 127.0.0.11\noptions edns0 ndots:0\n"
+    )
+    # on a user network --dns servers are the resolver's upstreams, not lines; the user's ndots wins
+    assert files.resolv_conf("127.0.0.11", up, ["1.1.1.1", "2001:db8::53"], ["x.example"], ["ndots:2"]) == (
+        "search x.example\nnameserver 127.0.0.11\noptions ndots:2\n"
     )
     assert files.resolv_conf(None, up, ["1.1.1.1"], ["x.example"], []) == (
         "search x.example\nnameserver 1.1.1.1\noptions edns0\n"

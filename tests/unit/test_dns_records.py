@@ -68,131 +68,159 @@ def addrs(ans) -> list[str]:
 
 def test_names_and_aliases_on_the_querier_network(world):
     r = world.records("skynet")
-    assert addrs(r.resolve("172.18.0.2", "notes-db", A)) == ["172.18.0.3"]
-    assert addrs(r.resolve("172.18.0.2", "db.", A)) == ["172.18.0.3"]
-    assert addrs(r.resolve("172.18.0.2", "NoTeS-Db.", A)) == ["172.18.0.3"]
-    assert addrs(r.resolve("172.18.0.2", "alpine-box", A)) == ["172.18.0.2"]  # itself
-    a = r.resolve("172.18.0.2", "notes-db.", A)
+    assert addrs(r.resolve(world.ids["alpine-box"], "notes-db", A)) == ["172.18.0.3"]
+    assert addrs(r.resolve(world.ids["alpine-box"], "db.", A)) == ["172.18.0.3"]
+    assert addrs(r.resolve(world.ids["alpine-box"], "NoTeS-Db.", A)) == ["172.18.0.3"]
+    assert addrs(r.resolve(world.ids["alpine-box"], "alpine-box", A)) == ["172.18.0.2"]  # itself
+    a = r.resolve(world.ids["alpine-box"], "notes-db.", A)
     assert a.rtype == A and a.ttl == 600
 
 
 def test_scoping_across_two_networks(world):
     sky, back = world.records("skynet"), world.records("backend")
     # alpine-box is on skynet only: backend's containers are not its business.
-    assert sky.resolve("172.18.0.2", "worker", A).action == FORWARD
-    assert sky.resolve("172.18.0.2", "service", A).action == FORWARD  # api's alias on backend only
+    assert sky.resolve(world.ids["alpine-box"], "worker", A).action == FORWARD
+    assert sky.resolve(world.ids["alpine-box"], "service", A).action == FORWARD  # api's alias on backend only
     # worker is on backend only.
-    assert back.resolve("172.19.0.3", "notes-db", A).action == FORWARD
-    assert back.resolve("172.19.0.3", "alpine-box", A).action == FORWARD
+    assert back.resolve(world.ids["worker"], "notes-db", A).action == FORWARD
+    assert back.resolve(world.ids["worker"], "alpine-box", A).action == FORWARD
     # The address is the target's address on the shared network.
-    assert addrs(sky.resolve("172.18.0.2", "api", A)) == ["172.18.0.4"]
-    assert addrs(back.resolve("172.19.0.3", "api", A)) == ["172.19.0.2"]
-    assert addrs(back.resolve("172.19.0.3", "service", A)) == ["172.19.0.2"]
+    assert addrs(sky.resolve(world.ids["alpine-box"], "api", A)) == ["172.18.0.4"]
+    assert addrs(back.resolve(world.ids["worker"], "api", A)) == ["172.19.0.2"]
+    assert addrs(back.resolve(world.ids["worker"], "service", A)) == ["172.19.0.2"]
 
 
 def test_container_on_both_networks_sees_both(world):
     sky, back = world.records("skynet"), world.records("backend")
     # api asks skynet's resolver about a container on backend, and the reverse.
-    assert addrs(sky.resolve("172.18.0.4", "worker", A)) == ["172.19.0.3"]
-    assert addrs(back.resolve("172.19.0.2", "notes-db", A)) == ["172.18.0.3"]
-    assert addrs(sky.resolve("172.18.0.4", "service", A)) == ["172.19.0.2"]
-    # Its own name: the resolver's network comes first.
-    assert addrs(sky.resolve("172.18.0.4", "api", A)) == ["172.18.0.4"]
-    assert addrs(back.resolve("172.19.0.2", "api", A)) == ["172.19.0.2"]
-    assert sky.view("172.18.0.4") == (world.nets["skynet"].id, world.nets["backend"].id)
+    assert addrs(sky.resolve(world.ids["api"], "worker", A)) == ["172.19.0.3"]
+    assert addrs(back.resolve(world.ids["api"], "notes-db", A)) == ["172.18.0.3"]
+    assert addrs(sky.resolve(world.ids["api"], "service", A)) == ["172.19.0.2"]
+    # Its own name: its first network (attach order) comes first, whoever answers.
+    assert addrs(sky.resolve(world.ids["api"], "api", A)) == ["172.18.0.4"]
+    assert addrs(back.resolve(world.ids["api"], "api", A)) == ["172.18.0.4"]
+    assert sky.view(world.ids["api"]) == (world.nets["skynet"].id, world.nets["backend"].id)
+    assert back.view(world.ids["api"]) == sky.view(world.ids["api"])
 
 
 def test_alias_round_robin_and_exited_containers(world):
     r = world.records("skynet")
-    seen = [addrs(r.resolve("172.18.0.2", "web", A)) for _ in range(4)]
+    seen = [addrs(r.resolve(world.ids["alpine-box"], "web", A)) for _ in range(4)]
     assert seen[0] == ["172.18.0.5", "172.18.0.6", "172.18.0.7"]
     assert seen[1] == ["172.18.0.6", "172.18.0.7", "172.18.0.5"]
     assert seen[2] == ["172.18.0.7", "172.18.0.5", "172.18.0.6"]
     assert seen[3] == seen[0]
     # The exited container (alias web too) is not among them, nor answered by name.
-    assert r.resolve("172.18.0.2", "old", A).action == FORWARD
-    assert r.resolve("172.18.0.2", world.ids["old"][:12], A).action == FORWARD
+    assert r.resolve(world.ids["alpine-box"], "old", A).action == FORWARD
+    assert r.resolve(world.ids["alpine-box"], world.ids["old"][:12], A).action == FORWARD
 
 
 def test_short_ids(world):
     r = world.records("skynet")
     short = world.ids["notes-db"][:12]
-    assert addrs(r.resolve("172.18.0.2", short, A)) == ["172.18.0.3"]
-    assert addrs(r.resolve("172.18.0.2", short.upper() + ".", A)) == ["172.18.0.3"]
-    assert r.resolve("172.18.0.2", world.ids["notes-db"][:11], A).action == FORWARD
-    assert r.resolve("172.18.0.2", world.ids["worker"][:12], A).action == FORWARD  # not shared
+    assert addrs(r.resolve(world.ids["alpine-box"], short, A)) == ["172.18.0.3"]
+    assert addrs(r.resolve(world.ids["alpine-box"], short.upper() + ".", A)) == ["172.18.0.3"]
+    assert r.resolve(world.ids["alpine-box"], world.ids["notes-db"][:11], A).action == FORWARD
+    assert r.resolve(world.ids["alpine-box"], world.ids["worker"][:12], A).action == FORWARD  # not shared
 
 
 def test_name_dot_network(world):
     sky, back = world.records("skynet"), world.records("backend")
     for q in ("notes-db.skynet", "NOTES-DB.SKYNET.", "db.skynet."):
-        assert addrs(sky.resolve("172.18.0.2", q, A)) == ["172.18.0.3"]
-    assert sky.resolve("172.18.0.2", "notes-db.backend", A).action == FORWARD
-    assert sky.resolve("172.18.0.2", "api.backend", A).action == FORWARD  # not on backend itself
-    assert addrs(sky.resolve("172.18.0.4", "api.backend", A)) == ["172.19.0.2"]
-    assert addrs(sky.resolve("172.18.0.4", "worker.backend", A)) == ["172.19.0.3"]
-    assert addrs(back.resolve("172.19.0.2", "api.skynet", A)) == ["172.18.0.4"]
+        assert addrs(sky.resolve(world.ids["alpine-box"], q, A)) == ["172.18.0.3"]
+    assert sky.resolve(world.ids["alpine-box"], "notes-db.backend", A).action == FORWARD
+    assert sky.resolve(world.ids["alpine-box"], "api.backend", A).action == FORWARD  # not on backend itself
+    assert addrs(sky.resolve(world.ids["api"], "api.backend", A)) == ["172.19.0.2"]
+    assert addrs(sky.resolve(world.ids["api"], "worker.backend", A)) == ["172.19.0.3"]
+    assert addrs(back.resolve(world.ids["api"], "api.skynet", A)) == ["172.18.0.4"]
 
 
 def test_host_docker_internal_is_the_gateway(world):
-    assert addrs(world.records("skynet").resolve("172.18.0.2", "host.docker.internal.", A)) == ["172.18.0.1"]
-    assert addrs(world.records("backend").resolve("172.19.0.2", "Host.Docker.Internal", A)) == ["172.19.0.1"]
-    aaaa = world.records("skynet").resolve("172.18.0.2", "host.docker.internal", AAAA)
+    assert addrs(world.records("skynet").resolve(world.ids["alpine-box"], "host.docker.internal.", A)) == ["172.18.0.1"]
+    assert addrs(world.records("backend").resolve(world.ids["worker"], "Host.Docker.Internal", A)) == ["172.19.0.1"]
+    # a container on two networks: its first network's gateway
+    assert addrs(world.records("backend").resolve(world.ids["api"], "host.docker.internal", A)) == ["172.18.0.1"]
+    aaaa = world.records("skynet").resolve(world.ids["alpine-box"], "host.docker.internal", AAAA)
     assert aaaa.action == LOCAL and aaaa.records == ()
 
 
 def test_ptr(world):
     sky = world.records("skynet")
-    a = sky.resolve("172.18.0.2", "3.0.18.172.in-addr.arpa.", PTR)
+    a = sky.resolve(world.ids["alpine-box"], "3.0.18.172.in-addr.arpa.", PTR)
     assert a.action == LOCAL and a.rtype == PTR and a.records == ("notes-db.skynet",)
     # worker's address is on a network alpine-box is not on; api is on it.
-    assert sky.resolve("172.18.0.2", "3.0.19.172.in-addr.arpa", PTR).action == FORWARD
-    assert sky.resolve("172.18.0.4", "3.0.19.172.in-addr.arpa", PTR).records == ("worker.backend",)
-    assert sky.resolve("172.18.0.2", "9.9.18.172.in-addr.arpa", PTR).action == FORWARD
-    assert sky.resolve("172.18.0.2", "x.0.18.172.in-addr.arpa", PTR).action == FORWARD
+    assert sky.resolve(world.ids["alpine-box"], "3.0.19.172.in-addr.arpa", PTR).action == FORWARD
+    assert sky.resolve(world.ids["api"], "3.0.19.172.in-addr.arpa", PTR).records == ("worker.backend",)
+    assert sky.resolve(world.ids["alpine-box"], "9.9.18.172.in-addr.arpa", PTR).action == FORWARD
+    assert sky.resolve(world.ids["alpine-box"], "x.0.18.172.in-addr.arpa", PTR).action == FORWARD
 
 
 def test_other_types_for_our_names_are_empty_noerror(world):
     r = world.records("skynet")
     for qtype in (AAAA, 15, 16, 255):
-        a = r.resolve("172.18.0.2", "notes-db", qtype)
+        a = r.resolve(world.ids["alpine-box"], "notes-db", qtype)
         assert a.action == LOCAL and a.records == (), qtype
-    assert r.resolve("172.18.0.2", "3.0.18.172.in-addr.arpa", A).records == ()
+    assert r.resolve(world.ids["alpine-box"], "3.0.18.172.in-addr.arpa", A).records == ()
 
 
-def test_refused_outside_the_subnet_and_gateway_is_a_querier(world):
+def test_refused_for_a_querier_with_no_user_network(world):
+    """The querier is the container whose 127.0.0.11 the query came in on."""
     r = world.records("skynet")
-    assert r.resolve("10.0.0.5", "notes-db", A).action == REFUSED
-    assert r.resolve("172.19.0.3", "notes-db", A).action == REFUSED  # worker, on backend
-    assert r.resolve("::1", "notes-db", A).action == REFUSED
-    assert r.resolve("172.18.0.1", "example.com", A).action == FORWARD
-    # The gateway (the host) sees this network's names only.
-    assert addrs(r.resolve("172.18.0.1", "notes-db", A)) == ["172.18.0.3"]
-    assert r.resolve("172.18.0.1", "worker", A).action == FORWARD
-    # An unknown address inside the subnet is treated the same way.
-    assert addrs(r.resolve("172.18.200.9", "db", A)) == ["172.18.0.3"]
+    assert r.resolve("0" * 64, "notes-db", A).action == REFUSED  # unknown (removed)
+    assert r.resolve(world.ids["old"], "notes-db", A).action == REFUSED  # exited: no live endpoint
+    assert r.resolve(world.ids["legacy"], "example.com", A).action == REFUSED  # default bridge only
+    # on another user network only: answered, with that network's names (its resolver moved)
+    assert addrs(r.resolve(world.ids["worker"], "api", A)) == ["172.19.0.2"]
+    assert r.resolve(world.ids["worker"], "notes-db", A).action == FORWARD
+
+
+def test_each_container_is_served_by_its_first_user_network(world):
+    sky, back, bridge = world.records("skynet"), world.records("backend"), world.records("bridge")
+    for r in (sky, back, bridge):
+        r.refresh()
+    ids = world.ids
+    assert set(sky.owned()) == {ids[n] for n in ("alpine-box", "notes-db", "api", "web1", "web2", "web3")}
+    assert set(back.owned()) == {ids["worker"]}
+    assert bridge.owned() == {}
+    assert ids["old"] not in sky.owned()
+    # the key is the endpoint's ID there (a restart gets a new one); the netns name on demand
+    eps = world.store.endpoints_of(ids["api"])
+    eps[0].endpoint_id = "e" * 64
+    c = world.store.container(ids["api"])
+    c.netns = "lab-api"
+    with world.store.tx():
+        world.store.put_endpoint(eps[0])
+        world.store.put_container(c)
+    sky.refresh()
+    assert sky.owned()[ids["api"]] == "e" * 64
+    assert sky.netns_of([ids["api"], ids["notes-db"]]) == {ids["api"]: "lab-api", ids["notes-db"]: ""}
+    # the default bridge ahead of a user network does not matter; a later user network does not either
+    world.container("both", ("bridge", "172.17.0.3", []), ("skynet", "172.18.0.9", []), ("backend", "172.19.0.9", []))
+    sky.refresh()
+    back.refresh()
+    assert ids["both"] in sky.owned() and ids["both"] not in back.owned()
 
 
 def test_default_bridge_has_no_names(world):
-    assert world.records("bridge").resolve("172.17.0.2", "legacy", A).action == REFUSED
+    assert world.records("bridge").resolve(world.ids["legacy"], "legacy", A).action == REFUSED
     r = world.records("skynet")
-    assert r.resolve("172.18.0.2", "legacy", A).action == FORWARD
+    assert r.resolve(world.ids["alpine-box"], "legacy", A).action == FORWARD
     # Even a container on the default bridge and a user network sees no legacy names.
     world.container("both", ("bridge", "172.17.0.3", []), ("skynet", "172.18.0.9", []))
-    assert r.resolve("172.18.0.9", "legacy-alias", A).action == FORWARD
-    assert addrs(r.resolve("172.18.0.9", "db", A)) == ["172.18.0.3"]
+    assert r.resolve(world.ids["both"], "legacy-alias", A).action == FORWARD
+    assert addrs(r.resolve(world.ids["both"], "db", A)) == ["172.18.0.3"]
 
 
 def test_answers_follow_each_store_write(world):
     store, r = world.store, world.records("skynet")
-    assert addrs(r.resolve("172.18.0.2", "db", A)) == ["172.18.0.3"]
+    assert addrs(r.resolve(world.ids["alpine-box"], "db", A)) == ["172.18.0.3"]
     gen = r.generation
     # stop: the endpoint loses its address
     eps = store.endpoints_of(world.ids["notes-db"])
     eps[0].ip = None
     with store.tx():
         store.put_endpoint(eps[0])
-    assert r.resolve("172.18.0.2", "db", A).action == FORWARD
+    assert r.resolve(world.ids["alpine-box"], "db", A).action == FORWARD
     assert r.generation != gen
     # start again, and connect worker to skynet with an alias
     eps[0].ip = "172.18.0.3"
@@ -200,29 +228,29 @@ def test_answers_follow_each_store_write(world):
         store.put_endpoint(eps[0])
         store.put_endpoint(Endpoint(container_id=world.ids["worker"], network_id=world.nets["skynet"].id,
                                     position=1, ip="172.18.0.8", aliases=["db"]))
-    assert addrs(r.resolve("172.18.0.2", "db", A)) == ["172.18.0.3", "172.18.0.8"]
-    assert addrs(r.resolve("172.18.0.2", "worker", A)) == ["172.18.0.8"]
+    assert addrs(r.resolve(world.ids["alpine-box"], "db", A)) == ["172.18.0.3", "172.18.0.8"]
+    assert addrs(r.resolve(world.ids["alpine-box"], "worker", A)) == ["172.18.0.8"]
     # rename
     c = store.container(world.ids["notes-db"])
     c.name = "database"
     with store.tx():
         store.put_container(c)
-    assert addrs(r.resolve("172.18.0.2", "database", A)) == ["172.18.0.3"]
-    assert r.resolve("172.18.0.2", "notes-db", A).action == FORWARD
-    assert r.resolve("172.18.0.2", "3.0.18.172.in-addr.arpa", PTR).records == ("database.skynet",)
+    assert addrs(r.resolve(world.ids["alpine-box"], "database", A)) == ["172.18.0.3"]
+    assert r.resolve(world.ids["alpine-box"], "notes-db", A).action == FORWARD
+    assert r.resolve(world.ids["alpine-box"], "3.0.18.172.in-addr.arpa", PTR).records == ("database.skynet",)
     # rm
     with store.tx():
         store.delete_container(world.ids["notes-db"])
-    assert r.resolve("172.18.0.2", "database", A).action == FORWARD
-    assert addrs(r.resolve("172.18.0.2", "db", A)) == ["172.18.0.8"]
+    assert r.resolve(world.ids["alpine-box"], "database", A).action == FORWARD
+    assert addrs(r.resolve(world.ids["alpine-box"], "db", A)) == ["172.18.0.8"]
 
 
 def test_removed_network_refuses(world):
     r = world.records("backend")
-    assert addrs(r.resolve("172.19.0.3", "api", A)) == ["172.19.0.2"]
+    assert addrs(r.resolve(world.ids["worker"], "api", A)) == ["172.19.0.2"]
     with world.store.tx():
         world.store.delete_network(world.nets["backend"].id)
-    assert r.resolve("172.19.0.3", "api", A).action == REFUSED
+    assert r.resolve(world.ids["worker"], "api", A).action == REFUSED
 
 
 def test_network_connect_links_name_a_container_for_the_linking_one_only(world):
@@ -233,9 +261,10 @@ def test_network_connect_links_name_a_container_for_the_linking_one_only(world):
     with world.store.tx():
         world.store.put_container(c)
     r = world.records("skynet")
-    assert addrs(r.resolve("172.18.0.2", "c1", A)) == ["172.18.0.3"]
-    assert addrs(r.resolve("172.18.0.2", "C1.", A)) == ["172.18.0.3"]
-    assert r.resolve("172.18.0.4", "c1", A).action == FORWARD  # another querier: not its name
-    assert addrs(r.resolve("172.18.0.2", "notes-db", A)) == ["172.18.0.3"]  # names still answer
-    assert r.resolve("172.18.0.2", "w", A).action == FORWARD  # a link on a network it is not on
-    assert r.view("172.18.0.2") != r.view("172.18.0.4")  # the server caches per view
+    box, api = world.ids["alpine-box"], world.ids["api"]
+    assert addrs(r.resolve(box, "c1", A)) == ["172.18.0.3"]
+    assert addrs(r.resolve(box, "C1.", A)) == ["172.18.0.3"]
+    assert r.resolve(api, "c1", A).action == FORWARD  # another querier: not its name
+    assert addrs(r.resolve(box, "notes-db", A)) == ["172.18.0.3"]  # names still answer
+    assert r.resolve(box, "w", A).action == FORWARD  # a link on a network it is not on
+    assert r.view(box) != r.view(api)  # the server caches per view
