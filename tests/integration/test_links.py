@@ -148,3 +148,24 @@ def test_netem_delay_jitter_loss(sb):
     assert sb.cli("exec", "web", "/usr/bin/ping", "-c", "1", "-W", "1", "db").returncode != 0
     sb.cli("impair", "web", "skynet", "--clear", check=True)
     assert "netem" not in qdisc(sb, "web")
+
+
+def test_compose_x_nsbridge_applies_through_the_engine(sb, tmp_path):
+    """compose's x-nsbridge extension (services.S.x-nsbridge.impair/link) ends in
+    Engine.impair / Engine.link_set: the kernel shows the shaping and the link state."""
+    d = tmp_path / "lab"
+    d.mkdir()
+    f = d / "compose.yaml"
+    f.write_text("services:\n  web:\n    image: alpine\n    networks: [lan]\n"
+                 "    x-nsbridge:\n      impair: {lan: {rate: 2mbit}}\n      link: {lan: down}\n"
+                 "  db:\n    image: alpine\n    networks: [lan]\nnetworks: {lan: {}}\n")
+    sb.cli("compose", "-f", str(f), "-p", "lab", "up", "-d", check=True)
+    web = json.loads(sb.cli("show", "lab-web-1", "--format", "json", check=True).stdout)["containers"][0]
+    ep = web["endpoints"][0]
+    assert ep["impairment"] == "rate 2mbit" and ep["link"] == "down", ep
+    assert "rate 2Mbit" in qdisc(sb, "lab-web-1")
+    assert not pings(sb, "lab-db-1", "lab-web-1")
+    f.write_text(f.read_text().replace("link: {lan: down}", "link: {lan: up}").replace("      impair: {lan: {rate: 2mbit}}\n", ""))
+    sb.cli("compose", "-f", str(f), "-p", "lab", "up", "-d", check=True)
+    assert pings_again(sb, "lab-db-1", "lab-web-1") and "tbf" not in qdisc(sb, "lab-web-1")
+    sb.cli("compose", "-f", str(f), "-p", "lab", "down", check=True)
