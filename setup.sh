@@ -68,6 +68,31 @@ fi
 if trap -p EXIT | grep -q policy-rc.d; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
 modprobe br_netfilter 2>/dev/null || true
 
+# `setup.sh bench docker|all`: Debian's Docker daemon (docker.io) for the side-by-side benchmark, which runs
+# it in network namespaces of its own (tools/docker_netns.py). Installing it must never start it in the
+# machine's own namespace: a policy-rc.d that refuses every start guards the install (Debian's invoke-rc.d
+# and deb-systemd-invoke obey it), and on a systemd machine its units are disabled, so that neither a
+# boot nor a `docker` command (socket activation) starts it there later.
+if [ "$mode" = bench ] && { [ "${1:-}" = docker ] || [ "${1:-}" = all ]; } && ! command -v dockerd >/dev/null 2>&1; then
+  apt-cache show docker.io >/dev/null 2>&1 || apt-get update -qq
+  if apt-cache show docker.io >/dev/null 2>&1; then
+    say "installing docker.io (not started: the benchmark runs its daemon in namespaces of its own)"
+    prc=/usr/sbin/policy-rc.d
+    saved=""
+    if [ -e "$prc" ]; then saved="$(mktemp)"; cp -p "$prc" "$saved"; fi
+    restore_prc() { if [ -n "$saved" ]; then mv -f "$saved" "$prc"; else rm -f "$prc"; fi; }
+    trap restore_prc EXIT
+    printf '#!/bin/sh\n# setup.sh: no service may start while docker.io installs\nexit 101\n' >"$prc"
+    chmod 755 "$prc"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io >/dev/null
+    restore_prc
+    trap - EXIT
+    if [ -d /run/systemd/system ]; then systemctl disable --now docker.socket docker.service >/dev/null 2>&1 || true; fi
+  else
+    echo "setup.sh: docker.io is not in this release: bench docker measures nsbridge alone"
+  fi
+fi
+
 # The Python package in a venv (re-installed when pyproject.toml changed).
 venv="$here/.venv"
 if [ ! -x "$venv/bin/python" ]; then

@@ -124,6 +124,12 @@ def _check_ip(ip: str) -> str:
         raise PortSpecError(f"invalid IP address: {ip}") from None
     if addr.version != 4:
         raise PortSpecError(f"invalid IP address {ip}: nsbridge publishes IPv4 ports only")
+    # never an address of the host: Docker fails only when its proxy binds one (and not
+    # a multicast one for UDP); a DNAT rule for it would never match
+    kind = ("multicast" if addr.is_multicast else "reserved" if addr.is_reserved
+            else "\"this network\"" if addr.packed[0] == 0 and int(addr) else "")
+    if kind:
+        raise PortSpecError(f"invalid IP address {ip}: a {kind} address is not a host address to publish on")
     return str(addr)
 
 
@@ -179,12 +185,8 @@ def parse_expose(raw: str) -> list[str]:
 def parse_all(publish: Iterable[str], expose: Iterable[str]) -> tuple[list[PublishSpec], list[str]]:
     """Every -p and --expose of one `run`: (publish specs, exposed keys in first-seen order)."""
     specs = [s for raw in publish for s in parse_publish(raw)]
-    exposed: list[str] = []
-    for raw in expose:
-        for key in parse_expose(raw):
-            if key not in exposed:
-                exposed.append(key)
-    return specs, exposed
+    exposed = dict.fromkeys(key for raw in expose for key in parse_expose(raw))  # a set that keeps order
+    return specs, list(exposed)
 
 
 def publish_all_specs(specs: list[PublishSpec], exposed: list[str]) -> list[PublishSpec]:
@@ -206,12 +208,6 @@ def docker_order(specs: list[PublishSpec]) -> list[PublishSpec]:
     return sorted(specs, key=lambda s: (s.pick, s.key() if s.pick else ""))
 
 
-def ips_overlap(a: str, b: str) -> bool:
-    """Two host addresses clash when equal or when either is every address."""
-    wild = ("", "0.0.0.0")
-    return a in wild or b in wild or a == b
-
-
 @record(frozen=True)
 class Held:
     """A host port some binding holds: (proto, host ip, port) and who holds it."""
@@ -221,8 +217,39 @@ class Held:
     port: int
 
 
-def _clashes(held: Iterable[Held], proto: str, ip: str, port: int) -> bool:
-    return any(h.proto == proto and h.port == port and ips_overlap(h.host_ip, ip) for h in held)
+class _Taken:
+    """Held host ports indexed by (proto, port): a clash check is one lookup,
+    however many ports the host holds (a scan per candidate port made picking
+    cubic: `-P --expose 1-3000` took minutes under the host lock)."""
+
+    def __init__(self, held: Iterable[Held] = ()) -> None:
+        self._ips: dict[tuple[str, int], set[str]] = {}
+        for h in held:
+            self.add(h.proto, h.host_ip, h.port)
+
+    def add(self, proto: str, ip: str, port: int) -> None:
+        self._ips.setdefault((proto, port), set()).add("" if ip == "0.0.0.0" else ip)
+
+    def clashes(self, proto: str, ip: str, port: int) -> bool:
+        """Equal addresses clash, and every address ("" or 0.0.0.0) clashes with any."""
+        ips = self._ips.get((proto, port))
+        return bool(ips) and (ip in ("", "0.0.0.0") or "" in ips or ip in ips)
+
+
+def spans(specs: Iterable[PublishSpec], dynamic: tuple[int, int] = EPHEMERAL) -> list[tuple[str, int, int]]:
+    """(proto, lo, hi): the host ports allocating SPECS looks at (each explicit
+    port, each range to pick from), merged: what to read of the ports held."""
+    want = sorted(
+        (s.proto, *((s.host_port, s.host_port) if not s.pick else (s.host_port, s.host_port_end) if s.host_port else dynamic))
+        for s in specs
+    )
+    out: list[tuple[str, int, int]] = []
+    for proto, lo, hi in want:
+        if out and out[-1][0] == proto and lo <= out[-1][2] + 1:
+            out[-1] = (proto, out[-1][1], max(hi, out[-1][2]))
+        else:
+            out.append((proto, lo, hi))
+    return out
 
 
 class PortAllocated(Exception):
@@ -232,41 +259,49 @@ class PortAllocated(Exception):
 def allocate(
     specs: list[PublishSpec],
     default_ip: str,
-    allocated: list[Held],
-    avoid: list[Held],
+    allocated: Iterable[Held],
+    avoid: Iterable[Held],
     dynamic: tuple[int, int] = EPHEMERAL,
 ) -> list[PortBinding]:
-    """Host ports for SPECS: an explicit port must not clash with ALLOCATED
-    (ports published by running containers) nor with an earlier spec; a picked
-    port is the lowest that clashes with neither nor with AVOID (ports kept by
-    stopped containers, sockets of the host). Raises PortAllocated."""
+    """Host ports for SPECS, in their order: an explicit port must not clash
+    with ALLOCATED (ports published by running containers) nor with an earlier
+    spec; a picked port is the lowest that clashes with neither nor with AVOID
+    (ports kept by stopped containers, sockets of the host). Raises PortAllocated.
+    Linear in len(SPECS) + the ranges picked from: each held list is read once,
+    and picks from one range resume where the previous pick stopped (ports are
+    only ever added while allocating, so the lowest free one never moves down)."""
     out: list[PortBinding] = []
-    held = list(allocated)
+    held = _Taken(allocated)
+    avoided = _Taken(avoid)
+    cursor: dict[tuple[str, str, int, int], int] = {}
     for s in specs:
         ip = s.host_ip or default_ip
         if ip == "0.0.0.0":
             ip = ""
         if not s.pick:
-            if _clashes(held, s.proto, ip, s.host_port):
+            if held.clashes(s.proto, ip, s.host_port):
                 raise PortAllocated(f"Bind for {ip or '0.0.0.0'}:{s.host_port} failed: port is already allocated")
             port = s.host_port
         else:
             lo, hi = (s.host_port, s.host_port_end) if s.host_port else dynamic
-            port = next(
-                (p for p in range(lo, hi + 1)
-                 if not _clashes(held, s.proto, ip, p) and not _clashes(avoid, s.proto, ip, p)),
-                0,
-            )
-            if not port:
+            at = (s.proto, ip, lo, hi)
+            port = cursor.get(at, lo)
+            while port <= hi and (held.clashes(s.proto, ip, port) or avoided.clashes(s.proto, ip, port)):
+                port += 1
+            if port > hi:
                 raise PortAllocated("all ports are allocated")
-        held.append(Held(s.proto, ip, port))
+            cursor[at] = port + 1
+        held.add(s.proto, ip, port)
         asked = str(s.host_port) if not s.pick else f"{s.host_port}-{s.host_port_end}" if s.host_port else ""
         out.append(PortBinding(s.container_port, s.proto, ip, port, asked))
     return out
 
 
-def held_by(bindings: Iterable[PortBinding]) -> list[Held]:
-    return [Held(b.proto, b.host_ip, b.host_port) for b in bindings if b.host_port]
+def first_taken(bindings: Iterable[PortBinding], allocated: Iterable[Held]) -> PortBinding | None:
+    """The first of BINDINGS (kept by a stopped container) that a port in
+    ALLOCATED now clashes with: `start` must not take it."""
+    taken = _Taken(allocated)
+    return next((b for b in bindings if taken.clashes(b.proto, b.host_ip, b.host_port)), None)
 
 
 def listening(proc_net_text: str, proto: str) -> list[Held]:
@@ -351,17 +386,19 @@ def _form_group(key: str, start: int, last: int) -> str:
     return f"{group}/{proto}"
 
 
-def natural_key(s: str) -> list[tuple[int, int, int]]:
+_RUNS = re.compile(r"\d+|\D+")
+
+
+def natural_key(s: str) -> list[tuple[int, int | str, int]]:
     """Sort key equivalent to sortorder.NaturalLess: digit runs compare as
     numbers (and before other characters), fewer leading zeros first."""
-    out = []
-    for m in re.finditer(r"\d+|\D", s):
-        t = m.group()
-        if t.isdigit():
+    out: list[tuple[int, int | str, int]] = []
+    for t in _RUNS.findall(s):  # a run of other characters compares as its characters would, one by one
+        if t[0].isdigit():
             stripped = t.lstrip("0")
             out.append((0, int(stripped or "0"), len(t) - len(stripped)))
         else:
-            out.append((1, ord(t), 0))
+            out.append((1, t, 0))
     return out
 
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-from benchlib import median_ms, print_table
+from benchlib import median_ms, nsbridge_entry, print_table
 
 from nsbridge.engine.containers import RunSpec
 from nsbridge.sandbox import Sandbox
@@ -179,8 +178,7 @@ def sb_restore(sb: Sandbox, batch: str) -> None:
 
 
 def whole_process(sb: Sandbox, runs: int) -> None:
-    cli = shutil.which("nsbridge") or ""
-    argv0 = [cli] if cli else [sys.executable, "-m", "nsbridge"]
+    argv0 = [nsbridge_entry()[0]]
     env = sb.env
     subprocess.run(argv0 + ["run", "-d", "--name", "probe", "alpine"], env=env, check=True, capture_output=True)
 
@@ -212,33 +210,12 @@ def whole_process(sb: Sandbox, runs: int) -> None:
         ["run -d", run_ms, 200.0, 453.0],
         ["rm -f", rm_ms, 100.0, 173.0],
     ]
-    docker = docker_figures(runs)
-    for r in rows:
-        r.append(docker.get(r[0], "n/a"))
     print_table(
         f"whole-process CLI medians, ms ({runs} runs; {argv0[0]})",
-        ["command", "nsbridge ms", "target ms", "docker (reference README) ms", "docker here ms"],
+        ["command", "nsbridge ms", "target ms", "docker (reference README) ms"],
         rows,
     )
-    if not docker:
-        print("\n(docker daemon not reachable here: `docker here` not measured; reference figures: docs/architecture.md, Docker's own timings)")
-
-
-def docker_figures(runs: int) -> dict[str, float]:
-    """The docker CLI on the same commands, when a daemon answers."""
-    if not shutil.which("docker"):
-        return {}
-    if subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode != 0:
-        return {}
-    subprocess.run(["docker", "run", "-d", "--name", "nsb-bench-probe", "busybox", "sleep", "600"], capture_output=True)
-    out = {
-        "network ls": median_ms(lambda: subprocess.run(["docker", "network", "ls"], capture_output=True), runs),
-        "ps -a": median_ms(lambda: subprocess.run(["docker", "ps", "-a"], capture_output=True), runs),
-        "inspect": median_ms(lambda: subprocess.run(["docker", "inspect", "nsb-bench-probe"], capture_output=True), runs),
-        "exec NAME true": median_ms(lambda: subprocess.run(["docker", "exec", "nsb-bench-probe", "true"], capture_output=True), runs),
-    }
-    subprocess.run(["docker", "rm", "-f", "nsb-bench-probe"], capture_output=True)
-    return out
+    print("\n(Docker on the same machine, side by side: tools/bench.py docker)")
 
 
 def main(argv: list[str]) -> int:

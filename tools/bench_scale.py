@@ -5,6 +5,13 @@
 Prints per-operation medians (each operation its own session, as separate
 commands would be) when the host holds about 10, 100 and 500 containers, and
 the time `system reconcile` takes on that intact host (target: < 2 s at 500).
+
+Then published ports (issue 11): the cost of one `run -p` (and its `rm -f`)
+when the host publishes 10 and 1,000 ports (one per container, over four user
+networks), through the library API and through the CLI, which should not
+grow; and `run -P --expose 1-5000` (5,000 ports picked: well under a second).
+
+  sudo .venv/bin/python tools/bench.py scale [--part containers|ports|all] [--published 1000] [--runs 7]
 """
 from __future__ import annotations
 
@@ -24,8 +31,17 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="bench.py scale")
     ap.add_argument("--containers", type=int, default=500)
     ap.add_argument("--networks", type=int, default=20)
+    ap.add_argument("--part", choices=("containers", "ports", "all"), default="all")
+    ap.add_argument("--published", type=int, default=1000, help="published ports on the host at the last mark")
+    ap.add_argument("--runs", type=int, default=7, help="runs per figure of the ports part (median)")
     a = ap.parse_args(argv)
-    n, nets = a.containers, a.networks
+    rc = containers(a.containers, a.networks) if a.part in ("containers", "all") else 0
+    if a.part in ("ports", "all"):
+        rc = published_ports(a.published, a.runs) or rc
+    return rc
+
+
+def containers(n: int, nets: int) -> int:
     marks = [m for m in (10, 100, 500) if m <= n] or [n]
     sb = Sandbox(root=tempfile.mkdtemp(prefix="nsbridge-scale-"))
     print(f"# nsbridge scale benchmark: {n} containers over {nets} networks, sandbox host {sb.name}")
@@ -69,8 +85,95 @@ def main(argv: list[str]) -> int:
         for i in range(nets):
             e.network_rm([f"net{i}"])
     finally:
-        e.close()
-        leaks = sb.destroy()
-        if leaks:
-            print(f"bench: left behind: {leaks}", file=sys.stderr)
+        close(e, sb)
     return 0
+
+
+def close(e, sb: Sandbox) -> None:
+    e.close()
+    leaks = sb.destroy()
+    if leaks:
+        print(f"bench: left behind: {leaks}", file=sys.stderr)
+
+
+def published_ports(most: int, runs: int) -> int:
+    """One published port's cost on a host publishing 10 ports, `most` ports on
+    a few containers, and `most` ports on as many containers; next to the same
+    `run` without -p, so that the port's own share shows."""
+    sb = Sandbox(root=tempfile.mkdtemp(prefix="nsbridge-ports-"))
+    print(f"\n# published ports: one `run -p` as the host's published ports grow to {most}, sandbox host {sb.name}")
+    e = sb.engine()
+    nets = [f"pnet{i}" for i in range(4)]  # a bridge takes 1,023 ports: spread the fill
+    probe = iter(range(40000, 50000))
+    rows = []
+
+    def fill(first: int, last: int) -> None:
+        with e.session():
+            for i in range(first, last):
+                e.run(RunSpec(name=f"p{i}", networks=[nets[i % len(nets)]], publish=[f"{20000 + i}:80"]))
+
+    def measure(label: str) -> None:
+        got: dict[str, list[float]] = {k: [] for k in ("run", "run -p", "rm", "rm -p", "cli run -p", "cli rm -p")}
+        for _ in range(runs):
+            for key, pub in (("", []), (" -p", [f"{next(probe)}:80"])):
+                t = time.perf_counter()
+                e.run(RunSpec(name="probe", publish=pub))
+                got["run" + key].append((time.perf_counter() - t) * 1000)
+                t = time.perf_counter()
+                e.rm(["probe"], force=True)
+                got["rm" + key].append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            sb.cli("run", "-d", "--name", "probe", "-p", f"{next(probe)}:80", "alpine", check=True)
+            got["cli run -p"].append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            sb.cli("rm", "-f", "probe", check=True)
+            got["cli rm -p"].append((time.perf_counter() - t) * 1000)
+        m = {k: statistics.median(v) for k, v in got.items()}
+        rows.append([label, m["run"], m["run -p"], m["run -p"] - m["run"], m["rm"], m["rm -p"], m["rm -p"] - m["rm"],
+                     m["cli run -p"], m["cli rm -p"]])
+
+    try:
+        for net in nets:
+            e.network_create(net)
+        fill(0, 10)
+        measure("10 ports, 10 containers")
+        e.run(RunSpec(name="range", networks=[nets[0]], publish=[f"{21000}-{21000 + most - 11}:{21000}-{21000 + most - 11}"]))
+        measure(f"{most} ports, 11 containers")
+        e.rm(["range"], force=True)
+        fill(10, most)
+        measure(f"{most} ports, {most} containers")
+        print_table(
+            f"one container, library API (one session each) and CLI (whole process), ms, median of {runs}; "
+            "its port's own share: with -p minus without",
+            ["host publishes", "run", "run -p", "port's share", "rm -f", "rm -f (-p)", "port's share",
+             "CLI run -p", "CLI rm -f (-p)"],
+            rows,
+        )
+        big = many_ports(sb, most)
+        print_table(f"-P with 5,000 exposed ports, on a host already publishing {most}, ms (one run each)",
+                    ["step", "ms"], big)
+    finally:
+        close(e, sb)
+    return 0
+
+
+def many_ports(sb: Sandbox, have: int) -> list[list[object]]:
+    """run -P --expose 1-5000 and what reads it, each through the CLI once."""
+    from nsbridge import ports
+
+    specs = ports.publish_all_specs([], ports.parse_all([], ["1-5000"])[1])
+    t = time.perf_counter()
+    ports.allocate(specs, "", [ports.Held("tcp", "", 32768 + 2 * i) for i in range(have)], [])
+    rows: list[list[object]] = [["allocate(): 5,000 picks beside the held ports (pure)", (time.perf_counter() - t) * 1000]]
+    for label, args in (
+        ("run -d -P --expose 1-5000", ["run", "-d", "--name", "many", "-P", "--expose", "1-5000", "alpine"]),
+        ("ps (5,000 mappings in PORTS)", ["ps"]),
+        ("port many", ["port", "many"]),
+        ("inspect many", ["inspect", "many"]),
+        ("run -d -p (beside them)", ["run", "-d", "--name", "one", "-p", "80", "alpine"]),
+        ("rm -f many one", ["rm", "-f", "many", "one"]),
+    ):
+        t = time.perf_counter()
+        sb.cli(*args, check=True, timeout=600)
+        rows.append([label, (time.perf_counter() - t) * 1000])
+    return rows

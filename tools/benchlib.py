@@ -1,8 +1,11 @@
 """Shared bits for the benchmark sections: timing, medians, table printing."""
 from __future__ import annotations
 
+import os
+import shutil
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -28,3 +31,15 @@ def print_table(title: str, header: list[str], rows: list[list[object]]) -> None
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in cells[1:]:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
+
+
+def nsbridge_entry() -> tuple[str, str]:
+    """The entry point a user runs, as installed next to this Python (its venv; /usr/local/bin/nsbridge
+    links to it, or to another checkout's), and the interpreter its first line starts."""
+    here = os.path.join(os.path.dirname(sys.executable), "nsbridge")
+    cli = here if os.path.exists(here) else shutil.which("nsbridge") or ""
+    if not cli:
+        raise SystemExit("bench: no nsbridge entry point (run ./setup.sh install)")
+    with open(cli) as f:
+        first = f.readline()
+    return cli, first[2:].strip() if first.startswith("#!") else sys.executable

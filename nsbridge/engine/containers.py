@@ -74,6 +74,7 @@ class ContainerOps(EndpointOps):
             from nsbridge.ipam.pools import parse_ip
 
             parse_ip(spec.ip)
+            validate.ip_for(spec.ip, mode)
         validate.run_options(spec)  # hostname, --dns*, --add-host, --link, --restart, --mac-address, aliases
         validate.first_network_flags(spec, mode)
         caps.validate(spec.cap_add, spec.cap_drop)

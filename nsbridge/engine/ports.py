@@ -5,11 +5,12 @@
   host ports picked (lowest free of the dynamic range) and checked against
   the ports running containers publish: Docker's "port is already allocated",
   nothing created. Host mode drops them with Docker's warning.
-- setup (a step of `run`/`start`): one DNAT + accept + masquerades per
-  binding in ONE iptables-restore batch, toward the container's address on its
-  first network that reaches outside (Docker's gateway endpoint); route_localnet
-  on that bridge for 127.0.0.1. The bindings stay in the container (c.ports)
-  across stop/start, so a restarted container gets the same host ports.
+- setup (a step of `run`/`start`): one DNAT and one accept per binding (the
+  masquerades are the network's) in ONE iptables-restore batch, toward the
+  container's address on its first network that reaches outside (Docker's
+  gateway endpoint); route_localnet on that bridge for 127.0.0.1. The bindings
+  stay in the container (c.ports) across stop/start, so a restarted container
+  gets the same host ports.
 - teardown (stop, rm, exit, disconnect): that batch's rules deleted, in one batch.
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ HOST_MODE_WARNING = "Published ports are discarded when using host network mode"
 
 
 def _dedupe(rules: list["Rule"]) -> list["Rule"]:
-    """Two host ports onto one container port share their accept/masquerade rules."""
+    """Two host ports onto one container port share their accept rule."""
     seen: set = set()
     out = []
     for r in rules:
@@ -71,9 +72,10 @@ class PortOps:
         if net is None:  # none, or internal networks only: nothing reaches it from outside
             return
         default_ip = net.options.get(OPT_HOST_BINDING, "")
-        allocated, avoid = self._ports_held(exclude=c.id)
+        dynamic = self._ports_dynamic_range()
+        allocated, avoid = self._ports_held(c.id, grammar.spans(specs, dynamic))
         try:
-            c.ports = grammar.allocate(grammar.docker_order(specs), default_ip, allocated, avoid, self._ports_dynamic_range())
+            c.ports = grammar.allocate(grammar.docker_order(specs), default_ip, allocated, avoid, dynamic)
         except grammar.PortAllocated as e:
             # Docker names the endpoint it was programming; it is never made here
             from nsbridge.engine.endpoints import new_endpoint_id
@@ -102,15 +104,16 @@ class PortOps:
                 return net
         return None
 
-    def _ports_held(self: "Engine", exclude: str, host_sockets: bool = True) -> tuple[list[grammar.Held], list[grammar.Held]]:
+    def _ports_held(self: "Engine", exclude: str, spans: list[tuple[str, int, int]],
+                    host_sockets: bool = True) -> tuple[list[grammar.Held], list[grammar.Held]]:
         """(ports published by running containers, ports to avoid when picking:
-        those kept by stopped containers and, with HOST_SOCKETS, the host's own)."""
+        those kept by stopped containers and, with HOST_SOCKETS, the host's
+        own), within SPANS only: read by index, not by decoding every container."""
         allocated: list[grammar.Held] = []
         avoid: list[grammar.Held] = []
-        for other in self.store.containers():
-            if other.id == exclude or not other.ports:
-                continue
-            (allocated if other.running else avoid).extend(grammar.held_by(other.ports))
+        for proto, lo, hi in spans:
+            for running, ip, port in self.store.held_ports(exclude, proto, lo, hi):
+                (allocated if running else avoid).append(grammar.Held(proto, ip, port))
         for proto in grammar.PROTOS if host_sockets else ():
             try:
                 with open(f"/proc/thread-self/net/{proto}") as f:  # the host netns: the thread is in it
@@ -170,26 +173,26 @@ class PortOps:
             return
         ep, net = found
         # `start`: another container may have published one of these while this one was stopped
-        allocated, _ = self._ports_held(exclude=c.id, host_sockets=False)
-        for b in c.ports:
-            for h in allocated:
-                if h.proto == b.proto and h.port == b.host_port and grammar.ips_overlap(h.host_ip, b.host_ip):
-                    raise self._ports_conflict(
-                        c, ep.endpoint_id, f"Bind for {b.host_ip or '0.0.0.0'}:{b.host_port} failed: port is already allocated"
-                    )
+        kept = [grammar.PublishSpec(b.container_port, b.proto, b.host_ip, b.host_port) for b in c.ports]
+        allocated, _ = self._ports_held(c.id, grammar.spans(kept), host_sockets=False)
+        b = grammar.first_taken(c.ports, allocated)
+        if b is not None:
+            raise self._ports_conflict(
+                c, ep.endpoint_id, f"Bind for {b.host_ip or '0.0.0.0'}:{b.host_port} failed: port is already allocated"
+            )
         from nsbridge.kernel import firewall
 
         rules = self._ports_rules(c.ports, ep, net)
         plan.step("container.ports.hairpin", lambda: k.link.set_hairpin(ep.host_ifname))
         plan.step("container.ports.localnet", lambda: firewall.enable_route_localnet(net.bridge))
-        plan.step("container.ports", lambda: k.fw.apply(add=rules), lambda: k.fw.apply(delete=rules))
+        plan.step("container.ports", lambda: k.fw.apply(add=rules, known=True), lambda: k.fw.apply(delete=rules, known=True))
 
     def _ports_teardown(self: "Engine", k: "Kernel", c: Container) -> None:
         """Before the endpoints are released (their addresses name the rules)."""
         rules = self._ports_container_rules(c)
         if rules:
             try:
-                k.fw.apply(delete=rules)
+                k.fw.apply(delete=rules, known=True)
             except KernelError as e:  # carry on: `system reconcile` removes strays
                 log.warning("removing port rules of %s: %s", c.name, e)
 
@@ -207,7 +210,7 @@ class PortOps:
 
             firewall.enable_route_localnet(moved[1].bridge)
             k.link.set_hairpin(moved[0].host_ifname)
-        k.fw.apply(add=after, delete=before)
+        k.fw.apply(add=after, delete=before, known=True)
 
     def _all_port_rules(self: "Engine") -> list["Rule"]:
         """What `system reconcile` expects: every running container's port rules."""

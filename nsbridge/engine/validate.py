@@ -533,3 +533,13 @@ def first_network_flags(spec, mode: NetworkSpec) -> None:
                              (a.mac, spec.mac_address, "--mac-address and per-network MAC address")):
         if mine and flag:
             raise CliInvalid(f"conflicting options: cannot specify both {what}")
+
+
+def ip_for(ip: str | None, mode: NetworkSpec) -> None:
+    """--ip is one network's address: with several --network, Docker (25+) quietly
+    gives it to the first; say so instead."""
+    if ip is not None and mode.mode == "named" and len(mode.names) > 1:
+        raise CliInvalid(
+            f"conflicting options: --ip is an address on one network, and {len(mode.names)} were given with "
+            "--network (give each its own: --network name=NET,ip=IP)"
+        )

@@ -40,6 +40,8 @@ CIDR_RE = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}")
 SPECIAL = (
     (ipaddress.IPv4Network("0.0.0.0/8"), "the unspecified range 0.0.0.0/8"),
     (ipaddress.IPv4Network("127.0.0.0/8"), "the loopback range 127.0.0.0/8"),
+    # the kernel's and clouds' own (169.254.169.254 metadata, IPv4LL); Docker accepts it
+    (ipaddress.IPv4Network("169.254.0.0/16"), "the link-local range 169.254.0.0/16"),
     (ipaddress.IPv4Network("224.0.0.0/4"), "the multicast range 224.0.0.0/4"),
     (ipaddress.IPv4Network("240.0.0.0/4"), "the reserved range 240.0.0.0/4"),
 )

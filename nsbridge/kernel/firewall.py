@@ -97,37 +97,33 @@ def network_rules(bridge: str, subnet: str, *, icc: bool, masquerade: bool, inte
         rules.append(Rule("filter", "NSBRIDGE-FORWARD", f"-i {bridge} ! -o {bridge} -j ACCEPT"))
         if masquerade:
             rules.append(Rule("nat", "NSBRIDGE-POSTROUTING", f"-s {subnet} ! -o {bridge} -j MASQUERADE"))
+        # Published ports, for the whole network rather than per port (DESIGN: a published
+        # port costs one DNAT and one accept): the host's own 127.0.0.1:PORT, routed to the
+        # bridge by route_localnet, comes back from the bridge's address; and a container
+        # reaching a published port of its own bridge (itself included: hairpin) is seen
+        # coming from the gateway, as Docker's userland proxy shows it.
+        rules.append(Rule("nat", "NSBRIDGE-POSTROUTING", f"-s 127.0.0.0/8 -o {bridge} -j MASQUERADE"))
+        rules.append(
+            Rule("nat", "NSBRIDGE-POSTROUTING", f"-s {subnet} -o {bridge} -m conntrack --ctstate DNAT -j MASQUERADE")
+        )
     return rules
 
 
 def port_rules(
     bridge: str, container_ip: str, container_port: int, proto: str, host_ip: str, host_port: int
 ) -> list[Rule]:
-    """DNAT, accept and masquerades for one published port (kernel only, no
-    userland proxy), in iptables-save's form.
+    """One DNAT and one accept for one published port (kernel only, no userland
+    proxy), in iptables-save's form; the masquerades it needs are the network's.
 
     The DNAT has no `! -i BRIDGE` (Docker's with its proxy): containers reach
     published ports through the host's addresses (hairpin), as Docker does with
-    `--userland-proxy=false`. The first MASQUERADE lets a container reach itself
-    that way; the second makes connections from the host to 127.0.0.1:PORT
-    (routed to the bridge thanks to its route_localnet) come back: the
-    container sees the bridge's address as source.
+    `--userland-proxy=false`.
     """
     dst = f"-d {host_ip}/32 " if host_ip and host_ip != "0.0.0.0" else ""
     m = f"-p {proto} -m {proto}"
     return [
         Rule("nat", "NSBRIDGE", f"{dst}{m} --dport {host_port} -j DNAT --to-destination {container_ip}:{container_port}"),
         Rule("filter", "NSBRIDGE", f"-d {container_ip}/32 ! -i {bridge} -o {bridge} {m} --dport {container_port} -j ACCEPT"),
-        Rule(
-            "nat",
-            "NSBRIDGE-POSTROUTING",
-            f"-s {container_ip}/32 -d {container_ip}/32 {m} --dport {container_port} -j MASQUERADE",
-        ),
-        Rule(
-            "nat",
-            "NSBRIDGE-POSTROUTING",
-            f"-s 127.0.0.0/8 -d {container_ip}/32 {m} --dport {container_port} -j MASQUERADE",
-        ),
     ]
 
 
@@ -151,15 +147,37 @@ def _run(args: list[str], data: str | None = None) -> str:
     return p.stdout
 
 
+#: a known batch deleting more rules than this reads the ruleset to delete by position
+BULK_DELETE = 16
+
+
+def _numbered(order: dict[tuple[str, str], list[str]], delete: list[Rule]) -> list[Rule]:
+    """DELETE as `-D CHAIN N` (a Rule whose spec is the position), from the last
+    position up in each chain so that none shifts another; rules not there are dropped."""
+    where: dict[tuple[str, str], dict[str, list[int]]] = {}  # chain -> spec -> positions left, last first
+    numbered = []
+    for r in delete:
+        at = where.get((r.table, r.chain))
+        if at is None:
+            at = where[(r.table, r.chain)] = {}
+            for i, spec in reversed(list(enumerate(order.get((r.table, r.chain), []), 1))):
+                at.setdefault(spec, []).append(i)
+        left = at.get(r.spec)
+        if left:
+            numbered.append(Rule(r.table, r.chain, str(left.pop())))  # the first one, as -D SPEC would
+    numbered.sort(key=lambda r: (r.table, r.chain, -int(r.spec)))
+    return numbered
+
+
 class Firewall:
     """Reads and changes the ruleset of the namespace the calling thread is in."""
 
     def save(self) -> str:
         return _run(["iptables-save"])
 
-    def present(self) -> tuple[set[tuple[str, str, str]], set[tuple[str, str]]]:
-        """(rules, chains) currently in the kernel, as keys."""
-        rules: set[tuple[str, str, str]] = set()
+    def listing(self) -> tuple[dict[tuple[str, str], list[str]], set[tuple[str, str]]]:
+        """(the rules of each chain in order, the chains) currently in the kernel."""
+        order: dict[tuple[str, str], list[str]] = {}
         chains: set[tuple[str, str]] = set()
         table = ""
         for line in self.save().splitlines():
@@ -169,23 +187,46 @@ class Firewall:
                 chains.add((table, line[1:].split()[0]))
             elif line.startswith("-A "):
                 chain, _, spec = line[3:].partition(" ")
-                rules.add((table, chain, spec))
-        return rules, chains
+                order.setdefault((table, chain), []).append(spec)
+        return order, chains
 
-    def apply(self, add: Iterable[Rule] = (), delete: Iterable[Rule] = (), *, check: bool = True) -> None:
+    def present(self) -> tuple[set[tuple[str, str, str]], set[tuple[str, str]]]:
+        """(rules, chains) currently in the kernel, as keys."""
+        order, chains = self.listing()
+        return {(t, c, spec) for (t, c), specs in order.items() for spec in specs}, chains
+
+    def apply(self, add: Iterable[Rule] = (), delete: Iterable[Rule] = (), *, check: bool = True,
+              known: bool = False) -> None:
         """One iptables-restore batch. With check, rules already present are
-        not added twice and rules already gone are not deleted (idempotent)."""
+        not added twice and rules already gone are not deleted (idempotent).
+
+        KNOWN: the caller holds the lock and its store says ADD are absent and
+        DELETE present (published ports), so a batch with few deletions goes
+        without reading the ruleset first: iptables-save grows with every
+        published port on the host (50 ms at a thousand) while appending does
+        not. Should the kernel disagree, the batch fails and is redone checked.
+
+        Once the ruleset is read, deletions go by position: iptables-nft compares
+        a `-D CHAIN SPEC` with every rule before its match (ms each in a chain of
+        thousands: removing a container with 5,000 published ports took minutes),
+        while `-D CHAIN N` compares nothing."""
         add, delete = list(add), list(delete)
         if not add and not delete:
             return
-        chains_needed = {(r.table, r.chain) for r in add}
-        if check:
-            rules, chains = self.present()
-            add = [r for r in add if r.key() not in rules]
-            delete = [r for r in delete if r.key() in rules]
-            new_chains = {c for c in chains_needed if c not in chains}
-        else:
-            new_chains = set()
+        if known and check and len(delete) <= BULK_DELETE:
+            try:
+                self.restore(self.render(add, delete, set()))
+                return
+            except KernelError:
+                pass  # a stray or missing rule, or a chain gone: read the ruleset and redo
+        if not check:
+            self.restore(self.render(add, delete, set()))
+            return
+        order, chains = self.listing()
+        present = {(t, c, spec) for (t, c), specs in order.items() for spec in specs}
+        add = [r for r in add if r.key() not in present]
+        new_chains = {(r.table, r.chain) for r in add} - chains
+        delete = _numbered(order, delete)
         if not add and not delete and not new_chains:
             return
         self.restore(self.render(add, delete, new_chains))

@@ -31,9 +31,12 @@ from nsbridge.record import record
 from .gotemplate_funcs import (
     FUNCS,
     HEADER_FUNCS,
+    MAX_TEXT,
     MISSING,
     ArgError,
     FuncError,
+    LimitError,
+    check_size,
     fmt_v,
     go_quote,
     go_type,
@@ -47,6 +50,17 @@ __all__ = ["TemplateError", "Template", "compile_template", "render",
 
 class TemplateError(ValueError):
     """Bad template or failed execution; one line, worded like Go's errors."""
+
+
+#: nesting of controls ({{if}}/{{with}}/{{range}}, each {{else if}} too) and of
+#: parentheses, together. Go stops parentheses at 10000 ("max expression depth
+#: exceeded") and lets goroutine stacks grow for the rest; Python's stack does
+#: not grow, so one smaller bound covers every recursion, parsing and executing.
+MAX_DEPTH = 100
+#: steps one execution may take (nodes walked, range iterations, calls, and
+#: one per 256 bytes of text a function makes): a row of `ps` takes tens,
+#: `inspect` of a container with 5,000 ports ~50,000
+MAX_STEPS = 1_000_000
 
 
 class _PErr(Exception):
@@ -261,6 +275,12 @@ class _Parser:
     def __init__(self, src: str, funcs: Mapping[str, Any]) -> None:
         self.src, self.funcs, self.items, self.i = src, funcs, _scan(src), 0
         self.vars, self.depth = ["$"], 0  # declared variable names; range nesting for break
+        self.nest = 0  # controls and parentheses open: MAX_DEPTH
+
+    def deeper(self, pos: int) -> None:
+        self.nest += 1
+        if self.nest > MAX_DEPTH:
+            raise _PErr(pos, "max expression depth exceeded")
 
     def parse(self) -> list[_Node]:
         body, term, toks = self.list()
@@ -296,6 +316,12 @@ class _Parser:
         return out, "eof", []
 
     def control(self, kw: str, toks: list[_Tok], pos: int) -> _Node:
+        self.deeper(toks[0].pos)
+        node = self._control(kw, toks, pos)
+        self.nest -= 1
+        return node
+
+    def _control(self, kw: str, toks: list[_Tok], pos: int) -> _Node:
         mark = len(self.vars)  # variables live until this control's {{end}}
         ts = _Stream(toks, pos)
         ts.next()
@@ -370,7 +396,9 @@ class _Parser:
                 raise _PErr(t.pos, f'function "{t.val}" not defined')
             kind = "func"
         elif t.kind == "(":
+            self.deeper(t.pos)
             kind, val = "sub", self.pipeline(ts, "parenthesized pipeline", ")")
+            self.nest -= 1
             ts.next()
         elif t.kind in ("str", "num", "bool", "nil"):
             kind = "lit"
@@ -411,6 +439,19 @@ class _Exec:
         self.t, self.funcs = tmpl, funcs
         self.vars: list[list[Any]] = [["$", data]]  # a stack, like Go's state.vars
         self.strict = tmpl.missingkey == "error"
+        self.steps = MAX_STEPS  # left to take
+        self.size = 0  # of the output so far
+
+    def step(self, n: int = 1) -> None:
+        self.steps -= n
+        if self.steps < 0:
+            raise TemplateError(f"template: : exceeded maximum template steps ({MAX_STEPS})")
+
+    def emit(self, out: list[str], text: str) -> None:
+        self.size += len(text)
+        if self.size > MAX_TEXT:
+            raise TemplateError(f"template: : exceeded maximum template output ({MAX_TEXT >> 20} MiB)")
+        out.append(text)
 
     def err(self, node: _Arg | _Cmd, msg: str) -> TemplateError:
         line, col = _linecol(self.t.source, node.pos)
@@ -420,12 +461,13 @@ class _Exec:
 
     def walk(self, dot: object, nodes: list[_Node], out: list[str]) -> None:
         for n in nodes:
+            self.step()
             if n.kind == "text":
-                out.append(n.val)
+                self.emit(out, n.val)
             elif n.kind == "action":
                 v = self.pipe(dot, n.val)
                 if not n.val.decl:
-                    out.append(fmt_v(v))
+                    self.emit(out, fmt_v(v))
             elif n.kind in ("break", "continue"):
                 raise _Break if n.kind == "break" else _Continue
             else:
@@ -443,6 +485,7 @@ class _Exec:
     def range(self, dot: object, n: _Node, out: list[str]) -> None:
         p: _Pipe = n.val
         v = self.pipe(dot, p)
+        items: Any
         if isinstance(v, Mapping):
             items = [(k, v[k]) for k in sorted_keys(v)]  # Go ranges maps in key order
         elif isinstance(v, (list, tuple)):
@@ -450,7 +493,8 @@ class _Exec:
         elif isinstance(v, int) and not isinstance(v, bool):  # Go 1.22 range-over-int
             if len(p.decl) > 1:
                 raise self.err(p.cmds[0], f"can't use {v} to iterate over more than one variable")
-            items = [(i, i) for i in range(v)]
+            self.step(v)  # refused before it starts, not after minutes
+            items = zip(range(v), range(v)) if v > 0 else []
         elif v is None or v is MISSING:
             items = []
         else:
@@ -458,6 +502,7 @@ class _Exec:
         if not items and n.else_ is not None:
             self.walk(dot, n.else_, out)
         for k, elem in items:
+            self.step()
             if p.assign:
                 self.setvar(p.decl[-1], elem)
                 if len(p.decl) == 2:
@@ -550,11 +595,16 @@ class _Exec:
         args = [self.arg(dot, x) for x in argnodes] + ([] if final is _NOFINAL else [final])
         # Go hands a missing value to a function as untyped nil.
         args = [None if x is MISSING else x for x in args]
+        self.step()
         try:
-            return fn(*args)
+            v = fn(*args)
+            if isinstance(v, str):  # making text costs too: a step per 256 bytes (MAX_STEPS: 256 MiB in all)
+                check_size(len(v))
+                self.step(len(v) >> 8)
+            return v
         except FuncError as e:
             raise self.err(node, f"error calling {name}: {e}") from None
-        except ArgError as e:
+        except (ArgError, LimitError) as e:
             raise self.err(node, str(e)) from None
 
 
@@ -580,7 +630,7 @@ class Template:
         out: list[str] = []
         try:
             _Exec(self, data, funcs).walk(data, list(self.root), out)
-        except RecursionError:
+        except RecursionError:  # MAX_DEPTH keeps templates well inside the stack; deep data might not
             raise TemplateError("template: : exceeded maximum template depth") from None
         return "".join(out)
 
@@ -592,6 +642,8 @@ def compile_template(template: str, *, missingkey: str = "default") -> Template:
         raise ValueError(f"unrecognized missingkey option {missingkey!r}")
     try:
         root = _Parser(template, FUNCS).parse()
+    except RecursionError:  # MAX_DEPTH should make this unreachable
+        raise TemplateError("template: :1: max expression depth exceeded") from None
     except _PErr as e:
         raise TemplateError(f"template: :{_linecol(template, e.pos)[0]}: {e.msg}") from None
     return Template(template, tuple(root), missingkey)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -37,6 +37,23 @@ class FuncError(Exception):
 
 class ArgError(Exception):
     """Bad argument type or count; reported verbatim, as Go's evalCall does."""
+
+
+#: the longest text a template may make, in all or in one value: a --format line
+#: has no use for more, and a bigger one is memory and minutes (Go's own fmt stops
+#: widths and precisions at ~1e7, see _go_num, but not what templates multiply)
+MAX_TEXT = 16 << 20
+#: the most items one function may make (`split`)
+MAX_ITEMS = 1 << 20
+
+
+class LimitError(Exception):
+    """A template wants more than a --format may cost; reported verbatim."""
+
+
+def check_size(n: int) -> None:
+    if n > MAX_TEXT:
+        raise LimitError(f"exceeded maximum template output ({MAX_TEXT >> 20} MiB)")
 
 
 def go_type(v: object) -> str:
@@ -132,6 +149,12 @@ def fmt_v(v: object) -> str:
     return str(v)
 
 
+def _joined(parts: list[str], sep: str = "") -> str:
+    """SEP.join(PARTS), refused before it is made if too long."""
+    check_size(sum(map(len, parts)) + len(sep) * max(len(parts) - 1, 0))
+    return sep.join(parts)
+
+
 def go_sprint(*args: object) -> str:
     # fmt.Sprint adds a space between operands only when neither is a string.
     out = []
@@ -139,11 +162,11 @@ def go_sprint(*args: object) -> str:
         if i and not isinstance(a, str) and not isinstance(args[i - 1], str):
             out.append(" ")
         out.append(fmt_v(a))
-    return "".join(out)
+    return _joined(out)
 
 
 def go_sprintln(*args: object) -> str:
-    return " ".join(fmt_v(a) for a in args) + "\n"
+    return _joined([fmt_v(a) for a in args], " ") + "\n"
 
 
 _SHORT = {"\a": r"\a", "\b": r"\b", "\f": r"\f", "\n": r"\n", "\r": r"\r", "\t": r"\t", "\v": r"\v"}
@@ -181,9 +204,9 @@ def _fmt_arg(flags: str, width: str, prec: str | None, verb: str, a: object) -> 
     if verb == "T":
         return _pad(go_type(a), flags, width)
     if isinstance(a, (list, tuple)):  # fmt applies the verb element-wise
-        return "[" + " ".join(_fmt_arg(flags, width, prec, verb, x) for x in a) + "]"
+        return "[" + _bounded(_fmt_arg(flags, width, prec, verb, x) for x in a) + "]"
     if isinstance(a, Mapping):
-        return "map[" + " ".join(
+        return "map[" + _bounded(
             f"{_fmt_arg(flags, width, prec, verb, k)}:{_fmt_arg(flags, width, prec, verb, a[k])}"
             for k in sorted_keys(a)) + "]"
     spec = "%" + flags + width + ("" if prec is None else "." + prec)
@@ -220,13 +243,38 @@ def _fmt_arg(flags: str, width: str, prec: str | None, verb: str, a: object) -> 
     return f"%!{verb}({go_type(a)}={fmt_v(a)})"
 
 
+def _bounded(parts: Iterable[str], sep: str = " ") -> str:
+    """SEP.join(PARTS) of parts made one by one, stopped as soon as too long."""
+    out, n = [], 0
+    for p in parts:
+        n += len(p) + len(sep)
+        check_size(n)
+        out.append(p)
+    return sep.join(out)
+
+
+def _go_num(digits: str) -> int | None:
+    """fmt's parsenum: None where Go gives up on "a crazy long number" (past
+    1e6 before the last digit), which ends the format with %!(NOVERB)."""
+    num = 0
+    for d in digits:
+        if num > 1_000_000:
+            return None
+        num = num * 10 + ord(d) - 48
+    return num
+
+
 def go_sprintf(fmt: str, *args: object) -> str:
     """fmt.Sprintf for the common verbs (v s d q t x X o b c e f g); Go's %!verb(...) error forms."""
-    out, ai, pos = [], 0, 0
+    out, ai, pos, n = [], 0, 0, 0
     for m in _SPEC.finditer(fmt):
         out.append(fmt[pos : m.start()])
         pos = m.end()
         flags, width, prec, verb = m.groups()
+        if _go_num(width) is None or (prec and _go_num(prec) is None):
+            out.append("%!(NOVERB)")  # Go's parsenum skipped to the end of the format
+            pos = len(fmt)
+            break
         if verb == "%":
             out.append("%")
         elif not verb:
@@ -236,6 +284,8 @@ def go_sprintf(fmt: str, *args: object) -> str:
         else:
             out.append(_fmt_arg(flags, width, prec, verb, args[ai]))
             ai += 1
+        n += len(out[-1]) + len(out[-2])
+        check_size(n)
     out.append(fmt[pos:])
     if ai < len(args):
         extra = ", ".join("<nil>" if a is None else f"{go_type(a)}={fmt_v(a)}" for a in args[ai:])
@@ -446,11 +496,13 @@ def _join(elems: object, sep: object) -> str:
     # Go requires []string; JSON lists are []interface{}, so format each element with %v.
     if not isinstance(elems, (list, tuple)):
         raise ArgError(f"wrong type for value; expected []string; got {go_type(elems)}")
-    return _str_arg(sep).join(fmt_v(e) for e in elems)
+    return _joined([fmt_v(e) for e in elems], _str_arg(sep))
 
 
 def _split(s: object, sep: object) -> list[str]:
     s, sep = _str_arg(s), _str_arg(sep)
+    if (len(s) if sep == "" else s.count(sep) + 1) > MAX_ITEMS:
+        raise LimitError(f"exceeded maximum template items ({MAX_ITEMS})")
     return list(s) if sep == "" else s.split(sep)
 
 
@@ -465,6 +517,7 @@ def _padfn(s: object, left: object, right: object) -> str:
     s, left, right = _str_arg(s), _int_arg(left), _int_arg(right)
     if left < 0 or right < 0:
         raise FuncError("strings: negative Repeat count")
+    check_size(left + len(s) + right)
     return s if s == "" else " " * left + s + " " * right
 
 

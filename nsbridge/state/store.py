@@ -31,6 +31,12 @@ CREATE TABLE IF NOT EXISTS endpoints(
   PRIMARY KEY(container_id, network_id));
 CREATE INDEX IF NOT EXISTS endpoints_ip ON endpoints(ip);
 CREATE INDEX IF NOT EXISTS endpoints_net ON endpoints(network_id);
+-- host ports held by containers' bindings (also in their data), indexed so that
+-- checking or picking a port costs the same beside ten published ports or thousands
+CREATE TABLE IF NOT EXISTS ports(
+  container_id TEXT NOT NULL, proto TEXT NOT NULL, host_ip TEXT NOT NULL, host_port INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS ports_port ON ports(proto, host_port);
+CREATE INDEX IF NOT EXISTS ports_ctr ON ports(container_id);
 CREATE TABLE IF NOT EXISTS resolvers(
   network_id TEXT PRIMARY KEY, pid INTEGER, pid_start INTEGER, address TEXT, log TEXT);
 INSERT OR IGNORE INTO meta(key, value) VALUES ('generation', '0');
@@ -72,6 +78,11 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         if not readonly:
             self.db.executescript(SCHEMA)
+            if self.get_meta("ports_indexed") != "1":  # a state root older than the ports table
+                with self.tx():
+                    for c in self.containers():
+                        self._put_ports(c)
+                    self.set_meta("ports_indexed", "1")
 
     def close(self) -> None:
         self.db.close()
@@ -182,6 +193,27 @@ class Store:
             "INSERT OR REPLACE INTO containers(id, name, state, pid, pid_start, data) VALUES (?, ?, ?, ?, ?, ?)",
             (c.id, c.name, c.state, c.pid, c.pid_start, json.dumps(c.to_dict())),
         )
+        self._put_ports(c)
+
+    def _put_ports(self, c: Container) -> None:
+        self.db.execute("DELETE FROM ports WHERE container_id = ?", (c.id,))
+        self.db.executemany(
+            "INSERT INTO ports(container_id, proto, host_ip, host_port) VALUES (?, ?, ?, ?)",
+            [(c.id, b.proto, b.host_ip, b.host_port) for b in c.ports if b.host_port],
+        )
+
+    def held_ports(self, exclude: str, proto: str, lo: int, hi: int) -> list[tuple[bool, str, int]]:
+        """(held by a running container, host ip, port) of every PROTO host port
+        in LO..HI that a container other than EXCLUDE keeps: by index, so it
+        costs the same whatever the host publishes outside that range."""
+        return [
+            (bool(r[0]), r[1], r[2])
+            for r in self.db.execute(
+                "SELECT c.state = 'running', p.host_ip, p.host_port FROM ports p JOIN containers c ON c.id = p.container_id "
+                "WHERE p.proto = ? AND p.host_port BETWEEN ? AND ? AND p.container_id != ?",
+                (proto, lo, hi, exclude),
+            )
+        ]
 
     def sharing_netns_of(self, container_id: str) -> list[Container]:
         """Containers run with --network container:ID."""
@@ -204,6 +236,7 @@ class Store:
     def delete_container(self, id_: str) -> None:
         self.db.execute("DELETE FROM containers WHERE id = ?", (id_,))
         self.db.execute("DELETE FROM endpoints WHERE container_id = ?", (id_,))
+        self.db.execute("DELETE FROM ports WHERE container_id = ?", (id_,))
 
     # -- endpoints -----------------------------------------------------------
     def endpoints_of(self, container_id: str) -> list[Endpoint]:

@@ -337,6 +337,58 @@ def test_exec_errors_are_one_line_and_go_worded() -> None:
     assert issubclass(TemplateError, ValueError)
 
 
+# ---- what a template may cost ------------------------------------------------------------
+
+def test_printf_width_and_precision_stop_where_gos_fmt_does() -> None:
+    """`{{printf "%0999999999d" 1}}` ran 90 s, took 11.7 GB and printed 2 GB. Go's fmt
+    gives up on a width or precision past ~1e6 ("crazy long number"): the verb and the
+    rest of the format become %!(NOVERB), the unused arguments %!(EXTRA ...)."""
+    assert render('{{printf "%.99999999f" 1.5}}', {}) == "%!(NOVERB)%!(EXTRA float64=1.5)"
+    assert render('{{printf "a%0999999999d b" 1}}', {}) == "a%!(NOVERB)%!(EXTRA int=1)"
+    assert render('{{printf "%s %99999999s %s" "x" "y" "z"}}', {}) == "x %!(NOVERB)%!(EXTRA string=y, string=z)"
+    assert render('{{printf "%05d|%.3s|%-4d|" 42 "abcdef" 7}}', {}) == "00042|abc|7   |"
+    assert len(render('{{printf "%9999999d" 1}}', {})) == 9999999  # what Go still takes (~10 MB)
+
+
+@pytest.mark.parametrize("tmpl", [
+    "{{if 1}}" * 1000 + "x" + "{{end}}" * 1000,
+    "{{print " + "(print " * 1000 + "1" + ")" * 1000 + "}}",
+    "{{if 0}}{{else if 0}}" + "{{else if 0}}" * 1000 + "{{end}}",
+    "{{range .}}" * 101 + "{{end}}" * 101,
+])
+def test_nesting_past_the_bound_is_refused_in_one_line(tmpl: str) -> None:
+    """Deep nesting ended in `internal error: RecursionError`; Go bounds parentheses
+    at 10000 with this text, and nsbridge all nesting (its stack does not grow) at 100."""
+    with pytest.raises(TemplateError) as e:
+        compile_template(tmpl)
+    assert str(e.value) == "template: :1: max expression depth exceeded"
+
+
+def test_nesting_up_to_the_bound_works() -> None:
+    assert render("{{if 1}}" * 100 + "x" + "{{end}}" * 100, {}) == "x"
+    assert render("{{print " + "(print " * 99 + "1" + ")" * 99 + "}}", {}) == "1"
+    assert render("{{range .}}" * 3 + "{{.}}" + "{{end}}" * 3, [[[7]]]) == "7"
+
+
+@pytest.mark.parametrize("tmpl,msg", [
+    ('{{pad "x" 999999999 0}}',
+     'template: :1:2: executing "" at <pad "x" 999999999 0>: exceeded maximum template output (16 MiB)'),
+    ('{{range 3}}{{printf "%9999999d" 1}}{{end}}', "template: : exceeded maximum template output (16 MiB)"),
+    ('{{$x := "ab"}}{{range 60}}{{$x = print $x $x}}{{end}}',
+     'template: :1:33: executing "" at <print $x $x>: exceeded maximum template output (16 MiB)'),
+    ('{{join (split (printf "%9999999d" 1) "") "xx"}}',
+     'template: :1:8: executing "" at <split (printf "%9999...>: exceeded maximum template items (1048576)'),
+    ("{{range 1000000000}}{{end}}", "template: : exceeded maximum template steps (1000000)"),
+    ('{{range 20000}}{{$x := printf "%99999d" 1}}{{end}}', "template: : exceeded maximum template steps (1000000)"),
+])
+def test_output_size_and_work_are_bounded(tmpl: str, msg: str) -> None:
+    """A template may not make more than 16 MiB of text, nor take more than a
+    million steps (a text made costs one per 256 bytes): one line, at once."""
+    with pytest.raises(TemplateError) as e:
+        render(tmpl, {})
+    assert str(e.value) == msg
+
+
 # ---- compile once, run many; docker formatter helpers ------------------------------------
 
 def test_compile_once_execute_many() -> None:

@@ -145,6 +145,52 @@ def test_allocate_conflicts_by_proto_and_overlapping_address():
     assert ports.allocate(ports.parse_publish("0.0.0.0:8081:80"), "", [], [])[0].host_ip == ""
 
 
+class ReadOnce(list):
+    """A held list that may be read once: a second read fails the test at once."""
+
+    reads = 0
+
+    def __iter__(self):
+        self.reads += 1
+        assert self.reads == 1, "the held list was read again (a rescan per pick: cubic)"
+        return super().__iter__()
+
+
+def test_allocate_5000_picks_reads_each_held_list_once_and_keeps_spec_order():
+    """`run -P --expose 1-5000` hung for minutes: every candidate port of every
+    pick rescanned the held lists. Now one read each, and the picks follow the
+    order of the specs (exposed ports as given), lowest free first."""
+    _, exposed = ports.parse_all([], ["1-5000"])
+    specs = ports.publish_all_specs(ports.parse_publish("80"), exposed)
+    assert [s.container_port for s in specs[:3]] == [1, 2, 3] and len(specs) == 4999  # 80/tcp has its -p
+    allocated = ReadOnce(Held("tcp", "", p) for p in range(32768, 40000, 2))  # every even port below 40000
+    avoid = ReadOnce([Held("tcp", "127.0.0.1", 40010), Held("udp", "", 40011)])  # a host socket clashes with 0.0.0.0
+    got = ports.allocate(ports.parse_publish("80") + specs, "", allocated, avoid, dynamic=(32768, 60999))
+    assert [b.container_port for b in got] == [80] + [p for p in range(1, 5001) if p != 80]
+    picked = [b.host_port for b in got]
+    free = [p for p in range(32768, 61000) if not (p < 40000 and p % 2 == 0) and p != 40010]
+    assert picked == free[:5000]
+    assert len(set(picked)) == 5000 and allocated.reads == avoid.reads == 1
+    # a range with too few free ports: Docker's text, after as many reads
+    with pytest.raises(PortAllocated) as e:
+        ports.allocate(specs, "", ReadOnce(), ReadOnce(), dynamic=(40000, 44997))
+    assert str(e.value) == "all ports are allocated"
+
+
+def test_start_check_finds_a_kept_port_taken_meanwhile():
+    kept = [PortBinding(80, "tcp", "", 8080), PortBinding(81, "udp", "127.0.0.1", 9090)]
+    assert ports.first_taken(kept, [Held("tcp", "10.0.0.1", 8081), Held("udp", "127.0.0.2", 9090)]) is None
+    assert ports.first_taken(kept, [Held("udp", "", 9090)]) == kept[1]
+    assert ports.first_taken(kept, ReadOnce([Held("tcp", "10.0.0.1", 8080)])) == kept[0]
+
+
+def test_spans_are_the_merged_host_ports_an_allocation_looks_at():
+    specs = ports.parse_all(["8080:80", "8081:81", "9000-9010:90", "53:53/udp", "5000"], [])[0]
+    assert ports.spans(specs, (32768, 60999)) == [
+        ("tcp", 8080, 8081), ("tcp", 9000, 9010), ("tcp", 32768, 60999), ("udp", 53, 53)
+    ]
+
+
 def test_listening_sockets_from_proc_net():
     tcp = (
         "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"

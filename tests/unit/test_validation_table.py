@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from nsbridge import ports
 from nsbridge.engine import validate as v
 from nsbridge.errors import Conflict, Forbidden, InvalidArgument, NotFound, NsbridgeError
 from nsbridge.ipam import allocator, pools
@@ -117,6 +118,9 @@ ROWS = [
      D + "invalid subnet 127.0.0.0/24: it overlaps the loopback range 127.0.0.0/8"),
     ("subnet-multicast", lambda: pools.parse_subnet("224.0.0.0/24"), InvalidArgument,
      D + "invalid subnet 224.0.0.0/24: it overlaps the multicast range 224.0.0.0/4"),
+    ("subnet-link-local", lambda: pools.parse_subnet("169.254.0.0/16"), InvalidArgument,
+     D + "invalid subnet 169.254.0.0/16: it overlaps the link-local range 169.254.0.0/16"),  # Docker accepts it
+    ("subnet-link-local-part", lambda: pools.parse_subnet("169.254.10.0/24"), InvalidArgument, None),
     ("subnet-reserved", lambda: pools.parse_subnet("240.0.0.0/24"), InvalidArgument, None),
     ("subnet-zero", lambda: pools.parse_subnet("0.0.0.0/0"), InvalidArgument, None),
     ("subnet-this-net", lambda: pools.parse_subnet("0.1.0.0/16"), InvalidArgument, None),
@@ -299,6 +303,19 @@ ROWS = [
     ("mode-container-empty", lambda: v.network_mode(["container:"]), InvalidArgument,
      D + "invalid container format container:<name|id>"),
     ("mode-empty-name", lambda: v.network_mode([""]), NotFound, D + "network  not found"),
+    ("mode-ip-one-network", lambda: v.ip_for("10.10.0.9", v.network_mode(["lab"])), None, None),
+    ("mode-ip-same-network-twice", lambda: v.ip_for("10.10.0.9", v.network_mode(["lab", "lab"])), None, None),
+    ("mode-ip-two-networks", lambda: v.ip_for("10.10.0.9", v.network_mode(["lab", "skynet"])), InvalidArgument,
+     "conflicting options: --ip is an address on one network, and 2 were given with --network "
+     "(give each its own: --network name=NET,ip=IP)"),  # Docker 25+ gives it to the first
+    # -- host addresses of -p ------------------------------------------------------------------------
+    ("port-ip-ok", lambda: ports.parse_publish("127.0.0.2:8088:82"), None, None),
+    ("port-ip-any", lambda: ports.parse_publish("0.0.0.0:8088:82"), None, None),
+    ("port-ip-multicast", lambda: ports.parse_publish("224.0.0.1:8088:82"), ports.PortSpecError,
+     "invalid IP address 224.0.0.1: a multicast address is not a host address to publish on"),
+    ("port-ip-broadcast", lambda: ports.parse_publish("255.255.255.255:8088:82/udp"), ports.PortSpecError,
+     "invalid IP address 255.255.255.255: a reserved address is not a host address to publish on"),
+    ("port-ip-this-network", lambda: ports.parse_publish("0.1.2.3:8088:82"), ports.PortSpecError, None),
 ]
 
 
