@@ -7,6 +7,7 @@ per-network part is one function per driver kind (NETWORK_VIEWS).
 """
 from __future__ import annotations
 
+from nsbridge.dns import embedded
 from nsbridge.engine.links import impairment_of, link_states
 from nsbridge.errors import NotFound
 from nsbridge.explain.hand import Hand
@@ -63,10 +64,11 @@ class EndpointView:
 @record
 class ResolverView:
     pid: int
-    address: str
+    address: str  # 127.0.0.11, inside each container it serves
     state: str
     log: str
     cmd: str
+    serves: int = 0  # containers whose first user network this is (it holds their 127.0.0.11:53)
 
 
 @record
@@ -81,6 +83,7 @@ class ContainerView:
     routes: list[str] = field(default_factory=list)
     endpoints: list[EndpointView] = field(default_factory=list)
     nameservers: list[str] = field(default_factory=list)
+    dns: str = ""  # who answers 127.0.0.11:53 in its namespace
     published: list[RuleView] = field(default_factory=list)
     cmds: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -140,6 +143,9 @@ class Context:
             self.eps.setdefault(e.container_id, []).append(e)
         for lst in self.eps.values():
             lst.sort(key=lambda e: e.position)
+        # container id -> the endpoint whose network's resolver holds its 127.0.0.11
+        self.dns_owner = {cid: embedded.owner(eps, lambda nid: nid in self.nets and self.nets[nid].has_dns)
+                          for cid, eps in self.eps.items()}
         self.by_alias = {li.alias.split(":", 1)[1]: li for li in self.host.links if li.alias.startswith("nsbridge:")}
         self.views: dict[str, rtnl.NetnsView] = {}
         # published ports' rules, by the container address they name (DNAT target, -d ADDR/32)
@@ -236,8 +242,9 @@ def _bridge_network(ctx: Context, n: Network) -> NetworkView:
             v.problems.append(f"network {n.name}: no resolver recorded")
         else:
             alive = procs.alive(r[0], r[1])
+            serves = sum(1 for o in ctx.dns_owner.values() if o is not None and o.network_id == n.id)
             v.resolver = ResolverView(r[0], r[2], "running" if alive else "stopped", r[3],
-                                      hand.run("ps", "-o", "pid,args", "-p", str(r[0])))
+                                      hand.run("ps", "-o", "pid,args", "-p", str(r[0])), serves)
             if not alive:
                 v.problems.append(f"network {n.name}: its resolver (pid {r[0]}) is not running")
     for cid, eps in ctx.eps.items():
@@ -336,7 +343,29 @@ def container_view(ctx: Context, c: Container) -> ContainerView:
         v.published += [ctx.rule_view(r) for r in ctx.by_address.get(e.ip, [])]
     if v.published:
         v.cmds["published"] = ctx.hand.iptables("nat", "NSBRIDGE")
+    _embedded_dns(ctx, c, v)
     return v
+
+
+def _embedded_dns(ctx: Context, c: Container, v: ContainerView) -> None:
+    """Who answers 127.0.0.11:53 in C: a socket the resolver of its first user
+    network holds inside C's namespace (nsbridge/dns/embedded.py)."""
+    owner = ctx.dns_owner.get(c.id)
+    if owner is None or embedded.ADDRESS not in v.nameservers:
+        return
+    from nsbridge.explain import sockets
+    from nsbridge.kernel.ns import netns_path
+
+    net = ctx.nets[owner.network_id]
+    r = ctx.store.resolvers().get(net.id)
+    addr = f"{embedded.ADDRESS}:{embedded.PORT}"
+    v.cmds["dns"] = Hand.run_in(c.netns, "ss", "-lunp", "src", addr)
+    if (embedded.ADDRESS, embedded.PORT) in sockets.listening(netns_path(c.netns), "udp"):
+        v.dns = f"{addr} answered by the resolver of network {net.name}" + (f" (pid {r[0]})" if r else "")
+    else:
+        v.dns = f"nothing listens on {addr}"
+        v.problems.append(f"container {c.name}: nothing listens on {addr} in its namespace "
+                          f"(the resolver of network {net.name} should hold a socket there)")
 
 
 def _check_endpoint(ctx: Context, c: Container, view: rtnl.NetnsView, e: Endpoint, net: str, out: list[str]) -> None:

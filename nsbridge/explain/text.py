@@ -50,7 +50,8 @@ def network(out: list[str], n: NetworkView) -> None:
         _line(out, f"  port {_iface(p)}", p.cmd)
     if n.resolver is not None:
         r = n.resolver
-        _line(out, f"  resolver pid {r.pid} on {r.address} ({r.state}), log {r.log}", r.cmd)
+        _line(out, f"  resolver pid {r.pid} ({r.state}), answers on {r.address}:53 inside {r.serves} "
+              f"container{'' if r.serves == 1 else 's'}, log {r.log}", r.cmd)
     if n.rules:
         _line(out, "  rules that name it (packet counters):", n.cmds.get("rules", ""))
         _rules(out, n.rules, "  ")
@@ -77,7 +78,8 @@ def container(out: list[str], c: ContainerView) -> None:
     if c.routes:
         _line(out, "  routes: " + "; ".join(c.routes), c.cmds.get("routes", ""))
     if c.nameservers:
-        out.append("  nameservers (resolv.conf): " + ", ".join(c.nameservers))
+        _line(out, "  nameservers (resolv.conf): " + ", ".join(c.nameservers) + (f"; {c.dns}" if c.dns else ""),
+              c.cmds.get("dns", ""))
     if c.published:
         _line(out, "  published ports (DNAT and its rules):", c.cmds.get("published", ""))
         _rules(out, c.published, "  ")

@@ -5,11 +5,15 @@ the sockets, the link)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 
 import pytest
 
+from nsbridge.dns import embedded
 from nsbridge.kernel import shaping
+from nsbridge.kernel.ns import in_netns, netns_path
 from tests.integration.helpers import ip_of
 from tests.integration.test_ports import serve_tcp, serve_udp
 
@@ -164,6 +168,63 @@ def test_names_default_bridge_disconnected_and_unknown(sb):
     assert p.returncode == 1 and "invalid port '0'" in p.stderr
     p = sb.cli("why", "web", "db", "--timeout", "0")
     assert p.returncode == 1 and "invalid time '0'" in p.stderr
+
+
+def resolver_of(sb, net: str) -> tuple[int, str]:
+    r = json.loads(sb.cli("network", "inspect", net, check=True).stdout)[0]
+    return r["Id"], json.loads(sb.cli("show", "--format", "json", net, check=True).stdout)["networks"][0]["resolver"]["pid"]
+
+
+def resolves(sb, ctr: str, name: str) -> bool:
+    return sb.cli("exec", ctr, "getent", "hosts", name).returncode == 0
+
+
+def test_names_at_127_0_0_11_disconnected_hung_resolver_and_no_socket(sb):
+    """A container's names are answered at 127.0.0.11 inside it, by a socket the
+    resolver of its first user network holds there: why names that resolver, and
+    says when it holds the socket but does not answer, or holds none."""
+    sb.cli("network", "create", "skynet", check=True)
+    sb.cli("network", "create", "back", check=True)
+    sb.cli("run", "-d", "--name", "web", "--network", "skynet", "alpine", check=True)
+    sb.cli("network", "connect", "back", "web", check=True)  # skynet stays its first user network
+    sb.cli("run", "-d", "--name", "db", "--network", "skynet", "alpine", check=True)
+    net_id, pid = resolver_of(sb, "skynet")
+    v = why(sb, "web", "db")
+    assert v["reachable"] and resolves(sb, "web", "db"), v
+    # disconnected: the name goes with its last network
+    sb.cli("network", "disconnect", "skynet", "db", check=True)
+    assert not resolves(sb, "web", "db")
+    v = why(sb, "web", "db")
+    assert v["cause"] == "name" and "db is on no network (disconnected)" in v["sentence"], v
+    [held] = [e for e in v["evidence"] if e["what"] == "resolver"]
+    assert held["text"] == f"127.0.0.11:53 in web: held by the resolver of network skynet (pid {pid})", held
+    sb.cli("network", "connect", "skynet", "db", check=True)
+    assert resolves(sb, "web", "db")
+    # a hung resolver: its socket is there, no answer comes
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        assert not resolves(sb, "web", "db")
+        v = why(sb, "web", "db", "--timeout", "0.5")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert v["cause"] == "name" and v["sentence"].endswith(
+        f"the resolver of network skynet (pid {pid}) holds 127.0.0.11:53 in web but did not answer within 0.5 s "
+        f"(skynet is web's first user network; its log: {sb.root}/dns/{net_id[:12]}.log)."), v
+    assert resolves(sb, "web", "db")
+    # no socket: the resolver let web's go (as it does for a container it no longer serves)
+    web_id = json.loads(sb.cli("inspect", "web", check=True).stdout)[0]["Id"]
+    with in_netns(netns_path(sb.name)):  # the control socket lives in the host namespace
+        assert embedded.request(embedded.control_address(net_id), f"drop {web_id}") == "ok"
+    assert not resolves(sb, "web", "db")
+    v = why(sb, "web", "db")
+    assert v["cause"] == "name" and (
+        "nothing listens on 127.0.0.11:53 in web: the resolver of network skynet "
+        f"(pid {pid}), which answers there, holds no socket in it") in v["sentence"], v
+    assert "connection refused (127.0.0.11:53)" in v["evidence"][0]["text"], v
+    [held] = [e for e in v["evidence"] if e["what"] == "resolver"]
+    assert held["text"] == "127.0.0.11:53 in web: nothing listens there", held
+    assert "nothing listens on 127.0.0.11:53 in its namespace" in " ".join(
+        json.loads(sb.cli("show", "--format", "json", "web", check=True).stdout)["containers"][0]["problems"])
 
 
 def test_link_down_is_named_and_up_again_reaches(sb):
