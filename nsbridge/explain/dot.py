@@ -3,7 +3,7 @@ host's bridges in a cluster, each container a node, each endpoint an edge
 through its host veth."""
 from __future__ import annotations
 
-from nsbridge.explain.show import Picture
+from nsbridge.explain.picture import Picture
 
 
 def q(text: str) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from html import escape
 
 from nsbridge.explain import text
-from nsbridge.explain.show import ContainerView, NetworkView, Picture
+from nsbridge.explain.picture import ContainerView, NetworkView, Picture
 
 CW, CH = 170, 86  # container column width, box height
 BAR_H, BAR_GAP = 26, 44

@@ -2,7 +2,7 @@
 that shows it by hand at the right (or under it when the line is long)."""
 from __future__ import annotations
 
-from nsbridge.explain.show import ContainerView, Iface, NetworkView, Picture, RuleView
+from nsbridge.explain.picture import ContainerView, Iface, NetworkView, Picture, RuleView
 
 COL = 72
 

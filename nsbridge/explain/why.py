@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 
 from nsbridge import probe
-from nsbridge.dns import embedded
 from nsbridge.engine.links import impairment_of, link_states
 from nsbridge.errors import InvalidArgument, NotFound
 from nsbridge.explain import sockets
 from nsbridge.explain.hand import Hand
+from nsbridge.explain.names import NameOps
 from nsbridge.explain.verdict import (  # noqa: F401 (the causes are why's vocabulary too)
     FIREWALL, ICC, IMPAIRED, INTERNAL, ISOLATION, LINK_DOWN, NAME, NO_ANSWER, NO_HOST, NO_ROUTE, NOT_LISTENING,
     NOT_RUNNING, REACHABLE, Evidence, Verdict, render,
@@ -48,7 +48,7 @@ class Side:
         return [n.name for n, _ in self.endpoints]
 
 
-class Why:
+class Why(NameOps):
     def __init__(self, reader: "ViewOps", proto: str, port: int | None, timeout: float) -> None:
         self.r = reader
         self.store = reader.store
@@ -92,82 +92,6 @@ class Why:
         return None
 
     # -- steps ---------------------------------------------------------------------------------------
-    def name_step(self, v: Verdict, a: Side, name: str) -> str | None:
-        """NAME looked up from A: the address, or None with the cause set in V."""
-        assert a.container is not None
-        resolv, hosts = self.files(a.container)
-        res = probe.resolve(a.netns_path, name, resolv, hosts, timeout=self.timeout)
-        cmd = f"nsbridge exec {a.label} getent hosts {name}"
-        if res.ok:
-            v.evidence.append(Evidence("name", f"{name} from {a.label}: {res.detail}", cmd))
-            return res.addresses[0]
-        v.cause = NAME
-        v.evidence.append(Evidence("name", f"looking up {name} from {a.label}: {res.detail}", cmd))
-        v.sentence = f'the name "{name}" does not resolve from {a.label}: ' + self.name_reason(v, a, name, res)
-        b = self.store.find_container(name)
-        if b is not None:
-            ip = next((e.ip for e in self.store.endpoints_of(b.id) if e.ip), None)
-            if ip:
-                v.evidence.append(Evidence("note", f"{b.name} has the address {ip}: by address, ask `nsbridge why {a.label} {ip}`"))
-        return None
-
-    def name_reason(self, v: Verdict, a: Side, name: str, res: probe.ProbeResult) -> str:
-        dns_nets = [n for n, _ in a.endpoints if n.has_dns]
-        if dns_nets:
-            trouble = self.embedded_dns(v, a, res)
-            if trouble:
-                return trouble
-        b = self.store.find_container(name)
-        if b is None:
-            alias = any(name.lower() in (x.lower() for x in e.aliases) for e in self.store.all_endpoints())
-            if not alias:
-                return f"no container, alias or network name {name!r} is known to nsbridge."
-        if not dns_nets:
-            where = ", ".join(f"the default bridge ({n.name})" if n.is_default_bridge else n.name
-                              for n, _ in a.endpoints) or "no network"
-            return (f"{a.label} is on {where}, which has no embedded DNS (the default bridge resolves no names: "
-                    "only --link entries in /etc/hosts, as on Docker); put both on a user network.")
-        if b is not None:
-            b = self.r.ps_state(b)
-            live = [self.nets[e.network_id] for e in self.store.endpoints_of(b.id) if e.ip and e.network_id in self.nets]
-            if not b.running:
-                return f"{b.name} is {b.state}: a stopped container has no address to answer with."
-            if not live:
-                return f"{b.name} is on no network (disconnected): it has no address to answer with."
-            shared = {n.id for n in live} & {n.id for n in dns_nets}
-            if not shared:
-                return (f"{b.name} is on {', '.join(n.name for n in live)}, a network {a.label} is not on: "
-                        f"the resolver at {embedded.ADDRESS} in {a.label} answers only for {a.label}'s networks "
-                        f"({', '.join(n.name for n in dns_nets)}).")
-        return f"its resolver at {embedded.ADDRESS} did not answer with an address ({res.detail})."
-
-    def embedded_dns(self, v: Verdict, a: Side, res: probe.ProbeResult) -> str | None:
-        """Who answers 127.0.0.11 in A (the resolver of its first user network,
-        holding a socket inside A's namespace), as evidence; the cause when the
-        lookup got no answer because of it."""
-        from nsbridge import procs
-
-        ep = embedded.owner([e for _, e in a.endpoints], lambda nid: self.nets[nid].has_dns)
-        if ep is None:
-            return None
-        net = self.nets[ep.network_id]
-        r = self.store.resolvers().get(net.id)
-        alive = r is not None and procs.alive(r[0], r[1])
-        addr = f"{embedded.ADDRESS}:{embedded.PORT}"
-        held = (embedded.ADDRESS, embedded.PORT) in sockets.listening(a.netns_path, "udp")
-        who = f"the resolver of network {net.name}" + (f" (pid {r[0]})" if r else "")
-        v.evidence.append(Evidence(
-            "resolver", f"{addr} in {a.label}: " + (f"held by {who}" if held else "nothing listens there")
-            + ("" if alive else f"; {who} is not running"), Hand.run_in(a.netns, "ss", "-lunp", "src", addr)))
-        if res.reason not in (probe.TIMEOUT, probe.REFUSED):  # it answered: the name is the matter
-            return None
-        first = f"{net.name} is {a.label}'s first user network" + (f"; its log: {r[3]}" if r else "")
-        if not alive:
-            return f"{who}, which answers {addr} in {a.label}, is not running ({first})."
-        if not held:
-            return f"nothing listens on {addr} in {a.label}: {who}, which answers there, holds no socket in it ({first})."
-        return f"{who} holds {addr} in {a.label} but did not answer within {self.timeout:g} s ({first})."
-
     def target_of(self, v: Verdict, a: Side, b_ref: str) -> str | None:
         if b_ref == "host":
             gw = next((n.ipam.gateway for n, _ in a.endpoints if n.ipam and not n.internal), None) or next(
@@ -222,7 +146,8 @@ class Why:
             v.cause = ISOLATION
             bn = f"{b[0].name} (on {b[1].name})" if b else v.target
             v.sentence = (f"{a.label} (on {', '.join(a.networks()) or 'no network'}) and {bn} share no network: "
-                          f"the isolation rule drops what goes from another bridge into {bridge} ({nname}).")
+                          f"the isolation rule drops what goes from another bridge into {bridge} ({nname})"
+                          + (f"; {nname} is --internal too: only its own subnet reaches it." if net and net.internal else "."))
         elif rule.chain == "NSBRIDGE-FORWARD" and "-i" in words and "-o" in words and rule.target == "DROP":
             v.cause = ICC
             v.sentence = (f"inter-container communication is off on network {nname} "

@@ -51,6 +51,18 @@ def rule_evidence(v: dict) -> list[str]:
     return [e["text"] for e in v["evidence"] if e["what"] == "rule"]
 
 
+def counted_by_the_probe(sb, rule: str) -> None:
+    """RULE ("-A CHAIN SPEC  (table): N -> M packets") went up by why's one
+    probe, and M is the kernel's own counter for it (iptables-save -c)."""
+    spec, _, tail = rule.partition("  (")
+    table, _, counts = tail.partition("): ")
+    before, _, after = counts.removesuffix(" packets").partition(" -> ")
+    assert int(after) == int(before) + 1, rule
+    saved = sb.host_run("iptables-save", "-c", "-t", table, check=True).stdout
+    [line] = [ln for ln in saved.splitlines() if ln.endswith(spec)]
+    assert line.startswith(f"[{after}:"), (rule, line)
+
+
 def test_reachable_and_not_listening(sb):
     sb.cli("network", "create", "skynet", check=True)
     serve_tcp(sb, "web", 8000, "--network", "skynet")
@@ -90,10 +102,7 @@ def test_different_networks_isolation_rule_counts_the_drop(sb):
     assert v["sentence"].startswith("web (on front) and db (on back) share no network: the isolation rule drops")
     [rule] = rule_evidence(v)
     assert rule.startswith("-A NSBRIDGE-ISOLATION-STAGE-2 -o br-") and rule.endswith("-j DROP  (filter): 1 -> 2 packets"), (rule, before)
-    # the counter it names is the kernel's
-    after = sb.host_run("iptables-save", "-c", check=True).stdout
-    spec = rule.split("  (filter)")[0]
-    assert f"[2:" in next(ln for ln in after.splitlines() if ln.endswith(spec)), after
+    counted_by_the_probe(sb, rule)  # the counter it names is the kernel's
     # by name: db is on a network web is not on
     v = why(sb, "web", "db")
     assert v["cause"] == "name" and "db is on back, a network web is not on" in v["sentence"], v
@@ -117,14 +126,18 @@ def test_internal_network_and_icc_disabled(sb):
     # into an internal network from another: dropped by a rule, which why names
     assert not pings(sb, "web", safe)
     v = why(sb, "web", safe)
-    assert v["cause"] in ("internal", "no-common-network") and rule_evidence(v), v
-    assert "-j DROP  (filter): " in rule_evidence(v)[0] and " packets" in rule_evidence(v)[0], v
+    # (the first rule to count it is the isolation between the two bridges; why says vault is --internal too)
+    assert v["cause"] == "no-common-network" and v["sentence"].endswith(
+        "; vault is --internal too: only its own subnet reaches it."), v
+    assert "-j DROP  (filter): " in rule_evidence(v)[0], v
+    counted_by_the_probe(sb, rule_evidence(v)[0])
     # icc off: same network, but the bridge-to-same-bridge rule drops
     assert not pings(sb, "q1", "q2")
     v = why(sb, "q1", "q2")
     assert v["cause"] == "icc-disabled" and "enable_icc=false" in v["sentence"], v
     [rule] = rule_evidence(v)
     assert rule.startswith("-A NSBRIDGE-FORWARD -i br-") and "-j DROP" in rule, rule
+    counted_by_the_probe(sb, rule)
 
 
 def test_no_route_no_such_host_and_beyond_the_host(sb):

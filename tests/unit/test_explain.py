@@ -11,7 +11,7 @@ import pytest
 
 from nsbridge.errors import InvalidArgument
 from nsbridge.explain import dot, html, sockets, text, why
-from nsbridge.explain.show import ContainerView, EndpointView, Iface, NetworkView, Picture, RuleView
+from nsbridge.explain.picture import ContainerView, EndpointView, Iface, NetworkView, Picture, RuleView
 from nsbridge.kernel import counters, rtnl, shaping
 
 # -- impair's grammar ----------------------------------------------------------------------------
