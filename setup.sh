@@ -27,14 +27,13 @@ pkgs=(iproute2 iptables iputils-ping procps kmod dnsutils net-tools iperf3 dnsma
 optional=()  # installed where the release has them (Ubuntu 22.04 has no aardvark-dns)
 if [ "$mode" = test ] || [ "$mode" = bench ]; then
   # etcd-server: the cluster store of the overlay tests (started by the tests themselves, inside
-  # namespaces they create; where a release lacks it, those tests say they did not run);
-  # tcpdump: to see VXLAN packets on the tests' underlay.
-  pkgs+=(tcpdump)
+  # namespaces they create; where a release lacks it, those tests say they did not run).
+  # (tcpdump, above, also shows the VXLAN packets on the tests' underlay.)
   optional+=(aardvark-dns etcd-server)
 fi
 if [ "$mode" = test ]; then
-  # a real headless browser renders `show --format html` in the tests (large: tests only;
-  # where the release has no chromium package the test says it did not run)
+  # a real headless browser renders `show --format html` in the tests (large: tests only; run in a
+  # sandbox host's namespace; where the release has no chromium package the test says it did not run)
   optional+=(chromium)
 fi
 command -v python3 >/dev/null 2>&1 || pkgs+=(python3)

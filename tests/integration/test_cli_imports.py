@@ -55,6 +55,11 @@ def test_show_and_why_read_the_kernel_without_pyroute2_or_scapy(sb):
         assert "nsbridge.kernel.rtnl" in mods
     mods = _imported(sb, "why", "probe", "host")
     assert not [m for m in mods if m.split(".")[0] in ("pyroute2", "scapy")], sorted(mods)
+    # link and impair change the kernel through the engine (pyroute2): scapy stays trace's alone
+    for args in (("link", "probe", "skynet", "down"), ("impair", "probe", "skynet", "--rate", "1mbit")):
+        mods = _imported(sb, *args)
+        assert not [m for m in mods if m.split(".")[0] == "scapy"], (args, sorted(mods))
+    assert "scapy.layers.inet" in _imported(sb, "trace", "skynet", "-c", "1", "--timeout", "1")
 
 
 def test_path_is_recorded_in_config_env_as_docker_does(sb):

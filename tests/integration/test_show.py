@@ -131,14 +131,15 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def chromium(*args: str) -> subprocess.CompletedProcess:
+def chromium(sb, *args: str) -> subprocess.CompletedProcess:
+    """Headless chromium in the sandbox host's namespace: it has no route out,
+    so whatever the browser might try to fetch goes nowhere."""
     exe = shutil.which("chromium") or "/usr/bin/chromium"
     if not os.path.exists(exe):
         pytest.skip("DID NOT RUN: chromium is not installed (`sudo ./setup.sh test` installs it)")
     profile = tempfile.mkdtemp(prefix="nsbridge-chromium-")
     try:
-        p = subprocess.run([exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-                           capture_output=True, text=True, timeout=120)
+        p = sb.host_run(exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, timeout=120)
     finally:
         shutil.rmtree(profile, ignore_errors=True)
     if p.returncode != 0 and not p.stdout:
@@ -150,7 +151,7 @@ def test_html_page_renders_every_container_and_network(sb, tmp_path):
     lab(sb)
     page = tmp_path / "lab.html"
     sb.cli("show", "--format", "html", "-o", str(page), check=True)
-    dom = chromium("--dump-dom", page.as_uri()).stdout
+    dom = chromium(sb, "--dump-dom", page.as_uri()).stdout
     m = re.search(r'<pre id="rendered">(.*?)</pre>', dom, re.S)
     assert m, "the page's check script did not run in the browser"
     drawn = set(m.group(1).split())
@@ -162,7 +163,7 @@ def test_html_page_renders_every_container_and_network(sb, tmp_path):
     assert {"endpoint:web:eth0", "endpoint:db:eth0", "endpoint:db:eth1", "endpoint:old:eth0"} <= drawn
     # and a picture comes out of it
     shot = tmp_path / "lab.png"
-    chromium(f"--screenshot={shot}", "--window-size=1200,900", page.as_uri())
+    chromium(sb, f"--screenshot={shot}", "--window-size=1200,900", page.as_uri())
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
 
 
