@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 
 from nsbridge import probe
+from nsbridge.dns import embedded
 from nsbridge.engine.links import impairment_of, link_states
 from nsbridge.errors import InvalidArgument, NotFound
 from nsbridge.explain import sockets
@@ -207,7 +208,8 @@ class Why(NameOps):
         path = side.netns_path if isinstance(side, Side) else self.r.host.netns_path
         listening = sockets.listening(path, self.proto)
         v.sentence = f"nothing listens on {self.proto}/{self.port} in {who}: its kernel answered with a refusal."
-        shown = ", ".join(f"{ip}:{p}" for ip, p in listening) or "none"
+        dns = (embedded.ADDRESS, embedded.PORT)
+        shown = ", ".join(f"{ip}:{p}" + (" (its embedded DNS)" if (ip, p) == dns else "") for ip, p in listening) or "none"
         ns_name = owner[0].netns if owner else (self.r.host.netns or "")
         flag = "-ltn" if self.proto == "tcp" else "-lun"
         cmd = Hand.run_in(ns_name, "ss", flag) if ns_name else f"ss {flag}"
