@@ -109,6 +109,15 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$venv/bin/python" -m compileall -q nsbridge >/dev/null
   touch "$stamp"
 fi
+# The command itself, in place of pip's script: Python starts with SIGINT blocked (coreutils' env),
+# so a Ctrl-C while it is still starting waits until nsbridge can answer it quietly with exit 130
+# (nsbridge/__init__.py unblocks it), instead of a KeyboardInterrupt traceback from the middle of an import.
+launcher="#!/usr/bin/env -S --block-signal=INT $venv/bin/python3
+from nsbridge.cli.main import main
+raise SystemExit(main())"
+if [ "$(cat "$venv/bin/nsbridge" 2>/dev/null)" != "$launcher" ]; then
+  printf '%s\n' "$launcher" > "$venv/bin/nsbridge.new" && chmod 755 "$venv/bin/nsbridge.new" && mv "$venv/bin/nsbridge.new" "$venv/bin/nsbridge"
+fi
 ln -sf "$venv/bin/nsbridge" /usr/local/bin/nsbridge
 
 case "$mode" in

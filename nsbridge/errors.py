@@ -51,6 +51,11 @@ class PermissionDenied(ClientError):
     """Not root / no CAP_NET_ADMIN."""
 
 
+class StateError(ClientError):
+    """The state root cannot be used: its database damaged or held by another
+    process, its disk full. Said in one line with what to do."""
+
+
 class LockTimeout(NsbridgeError):
     """Another nsbridge command held the host lock for too long."""
 

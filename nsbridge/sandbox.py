@@ -22,7 +22,10 @@ class Sandbox:
     def __post_init__(self) -> None:
         if not self.root:
             self.root = tempfile.mkdtemp(prefix=f"nsbridge-{self.name}-")
-        self.env = {**os.environ, "NSBRIDGE_ROOT": self.root, "NSBRIDGE_HOST_NETNS": self.name}
+        # NSBRIDGE_SANDBOX_ONLY: a command or child of ours that loses the other two is
+        # refused rather than run on the machine's own namespace (engine/host.py)
+        self.env = {**os.environ, "NSBRIDGE_ROOT": self.root, "NSBRIDGE_HOST_NETNS": self.name,
+                    "NSBRIDGE_SANDBOX_ONLY": "1"}
 
     # -- running nsbridge -------------------------------------------------------------
     def argv(self, *args: str) -> list[str]:
@@ -49,26 +52,39 @@ class Sandbox:
             ["ip", "netns", "exec", self.name, *cmd], capture_output=True, text=True, timeout=timeout, check=check
         )
 
+    @property
+    def engine_id(self) -> str:
+        """The id its engine marks its kernel objects with (engine/owner.py)."""
+        from nsbridge.engine.host import Host
+
+        return Host(os.path.abspath(self.root), self.name).engine_id
+
     def netns_names(self) -> list[str]:
-        try:
-            names = os.listdir("/run/netns")
-        except FileNotFoundError:
-            return []
-        return sorted(n for n in names if n == self.name or n.startswith(self.name + "-"))
+        """The sandbox host and the namespaces marked as its engine's containers
+        (never guessed from the name: `lab-2-web` may be sandbox `lab-2`'s)."""
+        from nsbridge.engine import owner
+
+        eid = self.engine_id
+        mine = owner.our_namespaces(eid, self.name + "-", ("container", "overlay"))
+        if os.path.exists(f"/run/netns/{self.name}"):
+            m = owner.read(self.name)  # (anyone's but another engine's: a leftover of ours)
+            if m is None or (m.kind == "host" and m.engine == eid):
+                mine.append(self.name)
+        return sorted(mine)
 
     def processes(self) -> list[str]:
         """Processes still pointing at this sandbox's state root (resolvers, commands)."""
+        import re
+
+        from nsbridge import procs
+
+        # the root as a whole path: /tmp/x-lab is not in /tmp/x-lab-2/state.db
+        root = re.compile(re.escape(self.root) + r"(?=/|\s|$)")
         out = []
-        for d in os.listdir("/proc"):
-            if not d.isdigit() or int(d) == os.getpid():
-                continue
-            try:
-                with open(f"/proc/{d}/cmdline", "rb") as f:
-                    argv = f.read().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if self.root in argv:
-                out.append(f"{d}: {argv.strip()}")
+        for pid, argv in procs.cmdlines():
+            line = b" ".join(argv).decode(errors="replace")
+            if root.search(line):
+                out.append(f"{pid}: {line.strip()}")
         return out
 
     # -- teardown ---------------------------------------------------------------------

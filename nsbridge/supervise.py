@@ -102,15 +102,6 @@ def stop(pid: int, start: int, timeout: float = 2.0) -> None:
 def pids_of(module: str, marker: str) -> list[int]:
     """Processes running `-m MODULE` with MARKER among their arguments (our
     state root's database): strays that no record points at."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit() or int(d) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if module.encode() in argv and marker.encode() in argv:
-            out.append(int(d))
-    return out
+    from nsbridge import procs
+
+    return [pid for pid, argv in procs.cmdlines() if module.encode() in argv and marker.encode() in argv]

@@ -42,4 +42,6 @@ def nsbridge_entry() -> tuple[str, str]:
         raise SystemExit("bench: no nsbridge entry point (run ./setup.sh install)")
     with open(cli) as f:
         first = f.readline()
-    return cli, first[2:].strip() if first.startswith("#!") else sys.executable
+    # setup.sh's launcher starts `#!/usr/bin/env -S --block-signal=INT PYTHON`: the interpreter is the last word
+    words = first[2:].split() if first.startswith("#!") else []
+    return cli, words[-1] if words else sys.executable

@@ -12,7 +12,9 @@ import os
 import sys
 from collections.abc import Callable
 
-from nsbridge.errors import ClientError, ExecFailed, MultiError, NsbridgeError, Usage
+import _signal as signal  # the C module: `signal` would import enum on every start
+
+from nsbridge.errors import ClientError, ExecFailed, MultiError, NsbridgeError, StateError, Usage
 
 PROG = "nsbridge"
 
@@ -180,12 +182,18 @@ def _verb(argv: list[str]) -> tuple[str | None, str | None]:
 
 
 def _setup_logging(root: str) -> str:
+    """The log in the state root (checked by Host.prepare_root first: never a
+    symlink). A log line that cannot be written (a full disk) is dropped
+    quietly: the command itself says what failed, in one line."""
     import logging
+
+    class QuietFileHandler(logging.FileHandler):
+        def handleError(self, record: logging.LogRecord) -> None:
+            pass
 
     path = os.path.join(root, "nsbridge.log")
     try:
-        os.makedirs(root, mode=0o700, exist_ok=True)
-        handler: logging.Handler = logging.FileHandler(path)
+        handler: logging.Handler = QuietFileHandler(path)
     except OSError:
         handler = logging.NullHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
@@ -210,6 +218,14 @@ def _print_error(e: NsbridgeError, verb: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # (a Ctrl-C while an error was being printed)
+        sys.stderr.write("interrupted\n")
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from nsbridge.cli.argsplit import split_global
 
@@ -239,15 +255,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from nsbridge.engine.host import Host
 
+    sub = getattr(args, "nverb", None) or getattr(args, "sverb", None)
+    mutating = verb not in READ_ONLY and sub not in READ_ONLY
     try:
         host = Host.from_env(args.root, args.host_netns)
+        if mutating:  # the root is checked before the log is opened in it
+            host.prepare_root(create=sub != "reset")
+            _setup_logging(host.root)
     except NsbridgeError as e:
-        _print_error(e, verb)
+        _print_error(e, "")  # about the host or its state, not the verb's arguments: one line
         return 1
     log_path = os.path.join(host.root, "nsbridge.log")
-    sub = getattr(args, "nverb", None) or getattr(args, "sverb", None)
-    if verb not in READ_ONLY and sub not in READ_ONLY:
-        _setup_logging(host.root)
+    # from here Ctrl-C raises KeyboardInterrupt, so that an operation rolls back
+    before, hook = _on_interrupt(_interrupt), sys.unraisablehook
+    sys.unraisablehook = _unraisable
     try:
         return handler(args, host)
     except ExecFailed as e:
@@ -262,14 +283,78 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as e:  # the one place that catches everything
+        known = _known_failure(e, host)
+        if known is not None:
+            _print_error(StateError(known), verb)
+            return 125 if verb in ("run", "create") else 1
         import logging
 
-        _setup_logging(host.root)
+        if not logging.getLogger("nsbridge").handlers:
+            _setup_logging(host.root)
         logging.getLogger("nsbridge").exception("unexpected error in %s", verb)
         if args.debug:
             raise
         sys.stderr.write(one_line(f"{PROG}: internal error: {type(e).__name__}: {e}") + f" (details in {log_path})\n")
         return 1
+    finally:
+        sys.unraisablehook = hook
+        _on_interrupt(before)
+        signal.setitimer(signal.ITIMER_REAL, 0)  # an interrupt still waiting came too late: the work is done
+
+
+def _on_interrupt(handler):
+    """Set what SIGINT does (the main thread only can); returns what it did."""
+    try:
+        return signal.signal(signal.SIGINT, handler if handler is not None else signal.default_int_handler)
+    except ValueError:
+        return handler
+
+
+# Frames where an exception is swallowed and printed ("Exception ignored in ...") or turned
+# into another (a RuntimeError from __set_name__): destructors, weakref callbacks, our own
+# unraisable hook. And any import in progress (a command imports modules as it goes): a
+# module half executed, its locks' callbacks.
+_SWALLOWING = frozenset({"__del__", "_remove", "remove", "_unraisable", "__set_name__"})
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGINT while a command runs: KeyboardInterrupt, so that the operation rolls
+    back; but never where it would be swallowed, printed or changed: from there,
+    tried again every 2 ms (SIGALRM) until that frame is left."""
+    f = frame
+    while f is not None:
+        if f.f_code.co_name in _SWALLOWING or f.f_code.co_filename.startswith("<frozen importlib"):
+            _retry_interrupt()
+            return
+        f = f.f_back
+    raise KeyboardInterrupt
+
+
+def _retry_interrupt() -> None:
+    signal.signal(signal.SIGALRM, _interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.002)
+
+
+def _unraisable(u) -> None:
+    """A KeyboardInterrupt swallowed anyway: not printed, raised again after."""
+    if u.exc_type is not None and issubclass(u.exc_type, KeyboardInterrupt):
+        _retry_interrupt()
+        return
+    sys.__unraisablehook__(u)
+
+
+def _known_failure(e: BaseException, host) -> str | None:
+    """One line for what the state root cannot do: a full disk, a damaged or
+    held database (state/store.py). None: an unexpected error."""
+    import errno
+
+    from nsbridge.state import store
+
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return store.no_space(host.db)
+    flags = "".join(f" --{k} {v}" for k, v in (("host-netns", host.netns), ("root", host.root))
+                    if v and v != "/var/lib/nsbridge")
+    return store.explain(e, host.db, f"{PROG}{flags} system reset -f")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ def cmd_info(a: argparse.Namespace, host: Host) -> int:
     w = sys.stdout.write
     w(f"Root: {info['Root']}\n")
     w(f"Host namespace: {info['HostNamespace']}\n")
+    w(f"Engine: {info['Engine']['ID']} (device group {info['Engine']['DeviceGroup']})\n")
     w(f"Default bridge: {info['DefaultBridge']['Name']} ({info['DefaultBridge']['Subnet']})\n")
     w(f"Containers: {info['Containers']}\n Running: {info['ContainersRunning']}\n Stopped: {info['ContainersStopped']}\n")
     w(f"Networks: {info['Networks']}\n")

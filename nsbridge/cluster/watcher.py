@@ -56,22 +56,35 @@ def desired_peers(endpoints: dict[str, layout.ClusterEndpoint], host_id: str) ->
     return out
 
 
-def local_overlays(host_netns: str | None) -> dict[str, str]:
-    """id prefix (12) -> netns path of the overlay namespaces on this host."""
+def overlay_names(host_netns: str | None) -> set[str]:
+    """Names that may be overlay namespaces of this host (a listdir: every tick)."""
     from nsbridge.kernel import ns
-    from nsbridge.kernel.overlay import NETNS_TAG, is_overlay_netns
+    from nsbridge.kernel.overlay import netns_prefix
 
-    return {n.rsplit(NETNS_TAG, 1)[1]: ns.netns_path(n) for n in ns.list_netns() if is_overlay_netns(n, host_netns)}
+    prefix = netns_prefix(host_netns)
+    return {n for n in ns.list_netns() if n.startswith(prefix)}
+
+
+def local_overlays(host_netns: str | None, eid: str) -> dict[str, str]:
+    """network id -> netns path of the overlay namespaces this host's engine
+    (EID) made: the name narrows, the mark decides (another engine's or an
+    unmarked `overlay@…` is never programmed)."""
+    from nsbridge.engine import owner
+    from nsbridge.kernel import ns
+    from nsbridge.kernel.overlay import netns_prefix
+
+    return {m.what: ns.netns_path(n) for n, m in owner.marked(eid, netns_prefix(host_netns), ("overlay",)).items()}
 
 
 class Watcher:
-    def __init__(self, st, m: member.Membership, host_netns: str | None) -> None:
-        self.st, self.m, self.host_netns = st, m, host_netns
+    def __init__(self, st, m: member.Membership, host_netns: str | None, eid: str) -> None:
+        self.st, self.m, self.host_netns, self.eid = st, m, host_netns, eid
         self.etcd = Etcd(m.store, timeout=max(1.0, min(3.0, m.ttl / 3)))
         self.endpoints: dict[str, layout.ClusterEndpoint] = {}
         self.events: queue.Queue = queue.Queue()
         self.reader: threading.Thread | None = None
-        self.overlays: dict[str, str] = {}
+        self.overlays: dict[str, str] = {}  # network id -> netns path, peers in sync
+        self.seen: set[str] = set()  # overlay_names() when last synced, less those that failed
         self.store_ok = True
         self.stopping = False
 
@@ -142,14 +155,17 @@ class Watcher:
         from nsbridge.kernel.overlay import sync_peers
 
         want = desired_peers(self.endpoints, self.m.host_id)
-        self.overlays = local_overlays(self.host_netns)
-        for net_id, path in self.overlays.items():
-            peers = next((p for nid, p in want.items() if nid.startswith(net_id)), set())
+        self.seen = overlay_names(self.host_netns)
+        self.overlays = {}
+        for net_id, path in local_overlays(self.host_netns, self.eid).items():
             try:
-                added, removed = sync_peers(path, peers)
+                added, removed = sync_peers(path, want.get(net_id, set()))
             except Exception as e:
+                # (a namespace still being built: its name exists before its vxlan0) next tick
                 log(f"could not sync peers in {os.path.basename(path)}: {e}")
+                self.seen.discard(os.path.basename(path))
                 continue
+            self.overlays[net_id] = path
             for p in added:
                 log(f"peer {p.ip} ({p.mac}) at {p.vtep} added in {os.path.basename(path)}")
             for p in removed:
@@ -165,7 +181,7 @@ class Watcher:
                 ep = self._put(ev.kv.key, ev.kv.value)
             if ep is None or ep.host == self.m.host_id:
                 continue
-            path = self.overlays.get(ep.network_id[:12])
+            path = self.overlays.get(ep.network_id)
             if path is None:
                 continue  # no local container on that network: nothing to program
             p = peer_of(ep)
@@ -195,7 +211,7 @@ class Watcher:
                 rev = self.snapshot()
                 if rev is not None:
                     self.start_reader(rev + 1)
-            if set(local_overlays(self.host_netns)) != set(self.overlays):
+            if overlay_names(self.host_netns) != self.seen:
                 self.sync_all()
             try:
                 item = self.events.get(timeout=min(TICK, max(0.05, next_keepalive - time.monotonic())))
@@ -216,14 +232,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host-netns")
     ap.add_argument("--ready-fd", type=int)
     a = ap.parse_args(argv)
+    from nsbridge.engine.host import refuse_machine
+    from nsbridge.errors import PermissionDenied
     from nsbridge.state.store import Store
+
+    try:
+        refuse_machine(os.path.dirname(a.db), a.host_netns)
+    except PermissionDenied as e:
+        log(str(e))
+        return 1
 
     st = Store(a.db)
     m = member.membership(st, a.host_netns)
     if m is None:
         log("this host has not joined a cluster store: nothing to watch")
         return 1
-    w = Watcher(st, m, a.host_netns)
+    from nsbridge.engine.owner import engine_id
+
+    w = Watcher(st, m, a.host_netns, engine_id(a.host_netns, os.path.dirname(a.db)))
     signal.signal(signal.SIGTERM, lambda *_: setattr(w, "stopping", True))
     log(f"watching {m.store} as host {m.name} ({m.host_id}, advertise {m.advertise}, ttl {m.ttl} s)")
     if a.ready_fd is not None:

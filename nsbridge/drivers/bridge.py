@@ -88,14 +88,12 @@ def join(
     net: Network,
     ep: Endpoint,
     default_route: bool,
-    lo_up: bool = False,
     ipv6_off_by_default: bool = False,
     sysctls: Sequence[str] = (),
 ) -> None:
     """veth created in place (peer already inside, named and with its MAC),
-    host end on the bridge, address and routes inside (and loopback up with
-    LO_UP: the first endpoint of a new container), then the endpoint's interface
-    sysctls (`net.ipv4.conf.IFNAME.x=v`, IFNAME being its eth<N>)."""
+    host end on the bridge, address and routes inside, then the endpoint's
+    interface sysctls (`net.ipv4.conf.IFNAME.x=v`, IFNAME being its eth<N>)."""
     assert net.ipam is not None and ep.ip is not None
     ip, gw = ep.ip, net.ipam.gateway
 
@@ -111,7 +109,7 @@ def join(
     plan.step("endpoint.veth", veth, lambda: host.delete_link(ep.host_ifname))
     def address() -> None:
         with ns.in_netns(ctr_fd):
-            ctr.configure_inside(ep.ifname, ip, net.prefixlen(), gw if default_route else None, lo_up)
+            ctr.configure_inside(ep.ifname, ip, net.prefixlen(), gw if default_route else None)
             for item in sysctls:
                 key, _, value = item.partition("=")
                 key = key.replace(".IFNAME.", f".{ep.ifname}.")

@@ -244,8 +244,7 @@ class ContainerOps(EndpointOps):
                         ep.ip = None
                     self.store.put_endpoint(ep)
 
-        plan.step("container.record", record)
-        plan.undos.clear()  # recorded: from here on it exists
+        plan.commit("container.record", record)  # recorded: from here on it exists
         self._dns_handover(c)
 
     def _command(self: "Engine", c: Container) -> list[str]:
@@ -400,6 +399,11 @@ class ContainerOps(EndpointOps):
                 from nsbridge.kernel import ns
 
                 newns = self.host.ctr_netns_name(new)
+                from nsbridge.engine import owner
+
+                owner.refuse_taken(newns, self.host.engine_id)
+                self.lock.note(f"netns {newns}")
+                self.lock.note(f"netns {c.netns}")
                 ns.rename_netns(c.netns, newns)
                 c.netns = newns
             c.name = new
@@ -447,7 +451,7 @@ class ContainerOps(EndpointOps):
                     self._attach_one(plan, k, c, ep, net)
                     live = [e for e in eps if e.ip] + [ep]
                     plan.step("container.files", lambda: self._write_files(c, live))
-                    plan.step("endpoint.record", lambda: self._put_endpoint(ep, c if links else None))
+                    plan.commit("endpoint.record", lambda: self._put_endpoint(ep, c if links else None))
                 self._dns_follow(c, self._dns_owner(eps), live)
             else:
                 if ip:

@@ -20,7 +20,7 @@ from nsbridge.engine.containers import ContainerOps
 from nsbridge.engine.links import LinkOps
 from nsbridge.engine.networks import NetworkOps
 from nsbridge.engine.ports import PortOps
-from nsbridge.engine.reconcile import ReconcileOps
+from nsbridge.engine.reconcile import ReconcileOps, finish_noted
 from nsbridge.engine.standins import StandinOps
 from nsbridge.engine.views import ViewOps
 from nsbridge.model import IpamConfig, Network, new_id, now_iso
@@ -31,6 +31,10 @@ if TYPE_CHECKING:  # imported lazily at run time: pyroute2 costs ~100 ms to impo
 
 log = logging.getLogger("nsbridge")
 
+# Free space an operation needs on the state's disk (the database's WAL, a
+# container's files, the log): below it, refused before anything changes.
+MIN_FREE = 256 * 1024
+
 
 class Kernel:
     """What an operation uses to change the host, bound to the host netns.
@@ -40,8 +44,9 @@ class Kernel:
     netlink at all (a namespace is removed by unmounting it).
     """
 
-    def __init__(self, fw: "Firewall") -> None:
+    def __init__(self, fw: "Firewall", group: int = 0) -> None:
         self.fw = fw
+        self.group = group  # the engine's device group (engine/owner.py)
         self._link = None
 
     @property
@@ -50,6 +55,7 @@ class Kernel:
             from nsbridge.kernel.netlink import NsLink
 
             self._link = NsLink()  # opened here, in the host netns: it stays bound to it
+            self._link.group = self.group
         return self._link
 
     @staticmethod
@@ -91,19 +97,22 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOp
         from nsbridge.engine.signals import interruptible
 
         with interruptible(), self.lock:
+            self._check_state()
+            for line in finish_noted(self.lock.notes()):
+                log.warning("%s (left by an interrupted command)", line)
             self._ensure_sandbox()
             with self.host.entered():
                 from nsbridge.kernel.firewall import Firewall
 
-                self._k = Kernel(Firewall())
+                self._k = Kernel(Firewall(), self.host.device_group)
                 self._depth = 1
                 try:
                     self._ensure_host(self._k)
                     if self.lock.interrupted:
                         # the previous command died holding the lock: finish or undo its leftovers first
-                        log.warning("repairing after an interrupted command (%s)", self.lock.interrupted)
+                        log.warning("repairing after an interrupted command (%s)", self.lock.interrupted.splitlines()[0])
                         self._repair(self._k)
-                        self.lock.interrupted = ""
+                        self.lock.repaired()
                     self._reap(self._k)
                     yield self._k
                 finally:
@@ -111,14 +120,35 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOp
                     self._k.close()
                     self._k = None
 
-    def _ensure_sandbox(self) -> None:
-        """Create the sandbox host namespace if it is missing (loopback up)."""
-        if self.host.netns is None or self.host.exists():
-            return
-        from nsbridge.kernel import netlink, ns
+    def _check_state(self) -> None:
+        """Before an operation changes anything: the state's disk has room and no
+        other process holds the database (either would fail it half way)."""
+        from nsbridge.errors import StateError
+        from nsbridge.state.store import no_space
 
+        st = os.statvfs(self.host.root)
+        if st.f_bfree * st.f_frsize < MIN_FREE:
+            raise StateError(no_space(self.host.db))
+        self.store.check_writable()
+
+    def _ensure_sandbox(self) -> None:
+        """Create the sandbox host namespace if it is missing (loopback up,
+        marked as this engine's); an existing one must be ours, or nobody's
+        (then adopted), never another engine's host or container."""
+        if self.host.netns is None:
+            return
+        from nsbridge.engine import owner
+        from nsbridge.kernel import ns
+
+        name, eid = self.host.netns, self.host.engine_id
+        if os.path.lexists(ns.netns_path(name)):
+            owner.claim_host(name, eid, self.host.root)  # (a mark read: no pyroute2, which `rm` never needs)
+            return
+        from nsbridge.kernel import netlink
+
+        self.lock.note(f"netns {name}")
         with ns.returning():
-            link, fd = netlink.open_in_new_netns(self.host.netns)
+            link, fd = netlink.open_in_new_netns(name, owner.host_mark(eid, self.host.root))
             os.close(fd)
             link.close()
 
@@ -173,7 +203,7 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOp
         taken = self._host_routes(k)
         bridge_name, subnet = "docker0", ipaddress.IPv4Network("172.17.0.0/16")
         other = links.get("docker0")
-        if other is not None and not other.alias.startswith("nsbridge:"):
+        if other is not None and other.group != k.group:
             # Docker itself runs here: never touch its docker0 or its pool.
             bridge_name = next(f"nsbr{i}" for i in range(100) if f"nsbr{i}" not in links)
             docker_note = f"docker0 exists and is not ours (Docker?): nsbridge's default bridge is {bridge_name}"
@@ -232,6 +262,8 @@ class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOp
         return {
             "Root": self.host.root,
             "HostNamespace": self.host.netns or "(the machine's own)",
+            # the mark on every kernel object of this engine (engine/owner.py)
+            "Engine": {"ID": self.host.engine_id, "DeviceGroup": self.host.device_group},
             "DefaultBridge": {"Name": bridge.bridge, "Subnet": bridge.ipam.subnet if bridge.ipam else ""},
             "Containers": len(cs),
             "ContainersRunning": sum(1 for c in cs if c.running),

@@ -3,7 +3,7 @@
 Bringing a container up: its netns (unless it shares one), an address per
 network (its --ip, else its previous one if free, else the lowest free),
 veth pairs made in place, its /etc files, its port rules. Releasing: the
-netns removed (the kernel destroys the veths), addresses freed, rules gone.
+veths deleted and the netns removed, addresses freed, rules gone.
 """
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 from nsbridge.dns import embedded
 from nsbridge.engine import files
+from nsbridge.engine import owner as ownership  # (`owner` below is the endpoint whose resolver answers)
 from nsbridge.engine.embedded_dns import EmbeddedDnsOps
 from nsbridge.engine.plan import Plan
-from nsbridge.errors import Conflict
 from nsbridge.ipam import allocator
 from nsbridge.model import Container, Endpoint, Network, mac_for
 
@@ -60,16 +60,16 @@ class EndpointOps(EmbeddedDnsOps):
         if c.network_mode == "host" or c.network_mode.startswith("container:"):
             return []
         c.netns = self.host.ctr_netns_name(c.name)
-        if ns.netns_exists(c.netns):
-            # a leftover of ours (crash) or someone else's: never reuse blindly
-            raise Conflict(f"network namespace {c.netns} already exists: run `nsbridge system reconcile`")
+        eid = self.host.engine_id
+        ownership.refuse_taken(c.netns, eid)  # a leftover of ours, or someone else's: never reused
         nets = [self.store.network(ep.network_id) for ep in eps]
         bridged = [(ep, net) for ep, net in zip(eps, nets) if net.driver == "bridge"]
+        self.lock.note(f"netns {c.netns}")
         with ns.returning():
             ctr, fd = plan.step(
                 "container.netns",
-                # loopback comes up with the first endpoint's addresses (one request less)
-                lambda: netlink.open_in_new_netns(c.netns, lo_up=not bridged),
+                # loopback comes up with its mark, in the request that marks it
+                lambda: netlink.open_in_new_netns(c.netns, ownership.container_mark(eid, c.id)),
                 lambda: ns.remove_netns(c.netns),
             )
         live: list[Endpoint] = []
@@ -88,7 +88,7 @@ class EndpointOps(EmbeddedDnsOps):
                 default_route = first_gw and not net.internal
                 if default_route:
                     first_gw = False
-                drv.join(plan, k.link, ctr, fd, net, ep, default_route, lo_up=not live,
+                drv.join(plan, k.link, ctr, fd, net, ep, default_route,
                          ipv6_off_by_default=self.host.netns is not None, sysctls=c.endpoint_sysctls.get(net.id, ()))
                 live.append(ep)
             owner = next((ep for ep, net in bridged if net.has_dns), None)
@@ -144,8 +144,9 @@ class EndpointOps(EmbeddedDnsOps):
             os.close(fd)
 
     def _release_kernel(self: "Engine", k: "Kernel", c: Container) -> None:
-        """Kill what still runs in the netns, remove it (the kernel destroys
-        its veths), drop port rules. Already gone is success."""
+        """Kill what still runs in the netns, delete its veths and remove it
+        (kernel/ns.py flush_devices says why not leave them to the kernel), drop
+        port rules. Already gone is success."""
         import signal
 
         from nsbridge.kernel import ns
@@ -157,7 +158,8 @@ class EndpointOps(EmbeddedDnsOps):
             for pid in ns.pids_in_netns(path):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-            ns.remove_netns(c.netns)
+            self.lock.note(f"netns {c.netns}")
+            ns.remove_netns(c.netns, devices_first=True)
             checkpoint("container.netns-remove")
         self._remove_port_rules(k, c)
         checkpoint("container.ports-remove")

@@ -11,6 +11,33 @@ from nsbridge.errors import InvalidArgument, PermissionDenied
 from nsbridge.record import record
 
 DEFAULT_ROOT = "/var/lib/nsbridge"
+# Set by the test suite (tests/conftest.py): the engine then refuses the machine's own
+# namespace and state root, whatever a test, tool or child process lost on the way.
+SANDBOX_ONLY = "NSBRIDGE_SANDBOX_ONLY"
+
+
+def refuse_machine(root: str, host_netns: str | None) -> None:
+    """Under NSBRIDGE_SANDBOX_ONLY, refuse (one line) to act on the machine's own
+    network namespace or the default state root: a test that fell back to them would
+    make docker0 and rules on the machine itself."""
+    if not os.environ.get(SANDBOX_ONLY):
+        return
+    real = os.path.realpath(root)
+    if host_netns is None or not host_netns:
+        what = "the machine's own network namespace"
+    elif real == DEFAULT_ROOT or real.startswith(DEFAULT_ROOT + "/"):
+        what = f"the default state root {DEFAULT_ROOT}"
+    else:
+        try:  # a name under /run/netns bound to the machine's namespace is that namespace
+            a, b = os.stat(f"/run/netns/{host_netns}"), os.stat("/proc/1/ns/net")
+            same = (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+        except OSError:
+            same = False
+        if not same:
+            return
+        what = f"the machine's own network namespace (/run/netns/{host_netns} is it)"
+    raise PermissionDenied(f"refusing to act on {what}: {SANDBOX_ONLY} is set (a sandbox only: "
+                           "give --host-netns NAME and --root DIR, or NSBRIDGE_HOST_NETNS and NSBRIDGE_ROOT)")
 
 
 @record
@@ -22,8 +49,12 @@ class Host:
     def from_env(cls, root: str | None = None, host_netns: str | None = None) -> "Host":
         root = root or os.environ.get("NSBRIDGE_ROOT") or DEFAULT_ROOT
         host_netns = host_netns or os.environ.get("NSBRIDGE_HOST_NETNS") or None
-        if host_netns is not None and (not host_netns or "/" in host_netns or len(host_netns) > 40):
+        if host_netns is not None and (
+            not host_netns or "/" in host_netns or len(host_netns) > 40 or not host_netns.isprintable()
+            or any(ch.isspace() for ch in host_netns) or host_netns in (".", "..")
+        ):
             raise InvalidArgument(f"invalid host namespace name: {host_netns!r}")
+        refuse_machine(root, host_netns)
         return cls(os.path.abspath(root), host_netns)
 
     # -- paths ---------------------------------------------------------------
@@ -66,42 +97,14 @@ class Host:
         with the sandbox name inside a sandbox so sandboxes never collide."""
         return f"{self.netns}-{name}" if self.netns else name
 
-    def prepare_root(self) -> None:
-        """Root-only state: the root and its directories 0700, the database and
-        the lock 0600; created so, and checked at every start (a few stat calls).
+    def prepare_root(self, create: bool = True) -> None:
+        """Root-only state, checked at every start (engine/stateroot.py): the
+        root and its directories 0700, the database and the lock 0600, never a
+        symlink, never under a directory another user could change. What root
+        owns but left too open is fixed and said in one warning line."""
+        from nsbridge.engine import stateroot
 
-        What root owns but left too open (a `chmod -R a+rX`, a restored backup)
-        is fixed, as dockerd fixes its root's mode, and said in one warning line.
-        What another user owns, and a database or lock that is a symlink or not
-        a regular file, is refused: its owner could loosen it again or swap it
-        between our check and our use, and the state drives what runs as root."""
-        import stat
-
-        os.makedirs(self.root, mode=0o700, exist_ok=True)
-        fixed: list[str] = []
-        st = os.stat(self.root)
-        if st.st_uid != os.geteuid():
-            raise PermissionDenied(
-                f"state root {self.root} is owned by uid {st.st_uid}, not by root: refusing to use it "
-                f"(chown -R root:root {self.root})"
-            )
-        self._tighten(self.root, st, 0o700, fixed)
-        for d in (os.path.join(self.root, "containers"), self.dns_dir):
-            os.makedirs(d, mode=0o700, exist_ok=True)
-            self._tighten(d, os.stat(d), 0o700, fixed)
-        for path in (self.db, self.db + "-wal", self.db + "-shm", self.lock):
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                continue
-            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
-                what = "a symlink" if stat.S_ISLNK(st.st_mode) else (
-                    f"owned by uid {st.st_uid}" if stat.S_ISREG(st.st_mode) else "not a regular file")
-                raise PermissionDenied(f"{path} is {what}: refusing to use it (remove it or make it root's)")
-            self._tighten(path, st, 0o600, fixed)
-        with contextlib.suppress(OSError):  # the log says what ran: root's only, but no warning
-            if os.stat(self.log).st_mode & 0o077:
-                os.chmod(self.log, 0o600)
+        fixed = stateroot.prepare(self.root, create)
         if fixed:
             import logging
             import sys
@@ -111,16 +114,23 @@ class Host:
             if lg.handlers:  # (read-only verbs set up no log; Python would print it again)
                 lg.warning("%s", msg)
             sys.stderr.write(f"WARNING: {msg}\n")
-        if self.netns and not os.path.exists(self.upstream_resolv):
-            with open(self.upstream_resolv, "w") as f:
-                f.write("# upstream nameservers of sandbox host %s (none: no route out)\n" % self.netns)
+        if create and self.netns and not os.path.exists(self.upstream_resolv):
+            stateroot.create_new(
+                self.upstream_resolv, "# upstream nameservers of sandbox host %s (none: no route out)\n" % self.netns
+            )
 
-    @staticmethod
-    def _tighten(path: str, st: os.stat_result, mode: int, fixed: list[str]) -> None:
-        have = st.st_mode & 0o7777
-        if have & ~mode:
-            os.chmod(path, have & mode)
-            fixed.append(f"{path} {have:04o} -> {have & mode:04o}")
+    # -- ownership (engine/owner.py) -------------------------------------------
+    @property
+    def engine_id(self) -> str:
+        from nsbridge.engine import owner
+
+        return owner.engine_id(self.netns, self.root)
+
+    @property
+    def device_group(self) -> int:
+        from nsbridge.engine import owner
+
+        return owner.device_group(self.engine_id)
 
     # -- namespace -------------------------------------------------------------
     def exists(self) -> bool:

@@ -93,7 +93,7 @@ class NetworkOps:
                 k.fw.ensure_base()
                 drv.setup_network(plan, k.link, k.fw, net)
                 resolver = self._start_resolver(plan, net) if net.has_dns else None
-                plan.step("network.record", lambda: self._record_network(net, resolver))
+                plan.commit("network.record", lambda: self._record_network(net, resolver))
             return net
 
     def _record_network(self: "Engine", net: Network, resolver) -> None:

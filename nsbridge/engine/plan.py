@@ -5,6 +5,8 @@ so a failed command leaves no trace.
 Fault injection for tests, by step name:
   NSBRIDGE_TEST_FAIL_AT=<step>      the step raises instead of running
   NSBRIDGE_TEST_CRASH_AFTER=<step>  the process dies (os._exit) right after it
+and inside steps, by count (kernel/failpoint.py):
+  NSBRIDGE_TEST_CRASH_AT_REQUEST=N  the process dies right after its N-th kernel request
 """
 from __future__ import annotations
 
@@ -55,6 +57,17 @@ class Plan:
             self.undos.append((name, undo))
         if self.crash_after == name:
             os._exit(137)
+        return result
+
+    def commit(self, name: str, do: Callable[[], object]) -> object:
+        """The last step, the one that records the result: recording it and
+        forgetting the undo list are one (a Ctrl-C waits for both), so an
+        interrupt never undoes what the store already says exists."""
+        from nsbridge.engine.signals import held
+
+        with held():
+            result = self.step(name, do)
+            self.undos.clear()
         return result
 
     def rollback(self) -> list[str]:

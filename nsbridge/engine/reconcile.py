@@ -1,7 +1,9 @@
 """Making the store and the kernel agree: reconcile (after a crash), restore
 (after a reboot), reset (remove everything ours). Our objects are found by
-their mark (interface alias `nsbridge:<id>`, the sandbox prefix of netns
-names, our chains and tagged jumps), never by guessing from names."""
+their mark (engine/owner.py: the device group and `nsbridge:<id>` alias of
+devices, the loopback mark of namespaces; our chains and tagged jumps),
+never by guessing from names. Reset works from the marks alone when the
+state database cannot be read."""
 from __future__ import annotations
 
 import contextlib
@@ -11,7 +13,6 @@ import shutil
 import signal
 from typing import TYPE_CHECKING
 
-from nsbridge import procs
 
 if TYPE_CHECKING:
     from nsbridge.engine.core import Engine, Kernel
@@ -30,30 +31,92 @@ def _kill_all(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _our_netns(host: "Host", known: set[str]) -> list[str]:
-    """Namespaces we made: the sandbox's prefixed ones, or those in the store."""
+def _our_netns(host: "Host", kinds: tuple[str, ...] = ("container",)) -> list[str]:
+    """Namespaces of KINDS that carry this engine's mark (a sandbox's `NAME-`
+    prefix only narrows which names are worth reading)."""
+    from nsbridge.engine import owner
+
+    return owner.our_namespaces(host.engine_id, host.netns + "-" if host.netns else "", kinds)
+
+
+def finish_noted(notes: list[str]) -> list[str]:
+    """Namespace names an interrupted holder of the lock noted (engine/lock.py):
+    a name with no namespace bound to it, made or unbound a moment before the
+    kill, is removed; a bound one carries its mark and is dealt with by that."""
     from nsbridge.kernel import ns
 
-    if host.netns:
-        prefix = host.netns + "-"
-        return [n for n in ns.list_netns() if n.startswith(prefix)]
-    return [n for n in ns.list_netns() if n in known]
+    report = []
+    for line in notes:
+        kind, _, name = line.partition(" ")
+        if kind != "netns" or not name or "/" in name or name in (".", ".."):
+            continue
+        path = ns.netns_path(name)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if st.st_size == 0 and not ns.netns_exists(name) and os.path.isfile(path) and not os.path.islink(path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            report.append(f"removed the unfinished namespace name {name}")
+    return report
 
 
 def _resolver_pids(db: str) -> dict[int, str]:
     """Resolver processes serving this state root: pid -> network id."""
+    from nsbridge import procs
+
     out = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
+    for pid, argv in procs.cmdlines():
         if b"nsbridge.dns.server" in argv and db.encode() in argv:
             with contextlib.suppress(ValueError, IndexError):
-                out[int(d)] = argv[argv.index(b"--network-id") + 1].decode()
+                out[pid] = argv[argv.index(b"--network-id") + 1].decode()
+    return out
+
+
+def _root_pids(host: "Host") -> list[int]:
+    """Processes that name this state root's files in their command line: the
+    resolvers (--db) and the containers' commands (their exit-code file)."""
+    from nsbridge import procs
+
+    db, cdir = host.db.encode(), os.path.join(host.root, "containers", "").encode()
+    return [pid for pid, argv in procs.cmdlines() if any(a == db or a.startswith(cdir) for a in argv)]
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL PID, and its process group if it leads one (a container's command)."""
+    with contextlib.suppress(ProcessLookupError):
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+
+
+def _lock_notes(host: "Host") -> list[str]:
+    """The notes in the lock file (engine/lock.py) of a holder that died."""
+    try:
+        with open(host.lock, "rb") as f:
+            return f.read().decode(errors="replace").splitlines()[1:]
+    except OSError:
+        return []
+
+
+def _stray_devices(links: list, group: int, net_ids: set[str], bridges: set[str],
+                   live_eps: set[str]) -> list[tuple[object, str]]:
+    """Devices of this engine (its group) that no recorded object names: a
+    bridge of no network, the host end of a veth of no live endpoint, and one
+    killed between being made and being named (our group, no alias: a bridge
+    of a recorded network aside, which a restore was making)."""
+    out = []
+    for li in links:
+        if li.group != group or li.kind not in ("bridge", "veth"):
+            continue
+        if li.alias.startswith("nsbridge:"):
+            oid = li.alias[len("nsbridge:"):]
+            if oid not in (net_ids if li.kind == "bridge" else live_eps):
+                out.append((li, ""))
+        elif li.kind == "veth" or li.name not in bridges:
+            out.append((li, " (made, never named: killed in between)"))
     return out
 
 
@@ -75,36 +138,39 @@ class ReconcileOps:
         nets = self.store.networks()
         cs = self.store.containers()
         live_ns = {c.netns for c in cs if c.running and c.netns}
-        for name in _our_netns(self.host, live_ns | {c.netns for c in cs if c.netns}):
+        # (overlay namespaces are not the store's yet: made for cluster networks, removed by reset)
+        for name in _our_netns(self.host):
             if name not in live_ns:
                 _kill_all(ns.pids_in_netns(ns.netns_path(name)))
-                ns.remove_netns(name)
+                self.lock.note(f"netns {name}")
+                ns.remove_netns(name, devices_first=True)  # its veths gone before the links are read below
                 report.append(f"removed stray network namespace {name}")
         net_ids = {n.id for n in nets}
         eps = self.store.all_endpoints()
         live_eps = {e.endpoint_id for e in eps if e.ip}
         links = k.link.links()
-        for li in links:
-            if not li.alias.startswith("nsbridge:"):
-                continue
-            oid = li.alias.split(":", 1)[1]
-            if li.kind == "bridge" and oid not in net_ids:
-                k.link.delete_link(li.name)
-                report.append(f"removed stray bridge {li.name}")
-            elif li.kind == "veth" and oid not in live_eps:
-                k.link.delete_link(li.name)
-                report.append(f"removed stray veth {li.name}")
+        for li, why in _stray_devices(links, k.group, net_ids, {n.bridge for n in nets}, live_eps):
+            k.link.delete_link(li.name)
+            report.append(f"removed stray {li.kind} {li.name}{why}")
+        named = {li.name for li in links if li.alias.startswith("nsbridge:")}
+        for n in nets:
+            if n.driver == "bridge" and n.bridge not in named and any(li.name == n.bridge and li.group == k.group for li in links):
+                k.link.name_device(n.bridge, "nsbridge:" + n.id)  # restored, then killed before it was named
+                report.append(f"named bridge {n.bridge} of network {n.name}")
         running = {c.id: c for c in cs if c.running}
         present_links = {li.name for li in links}
-        with self.store.tx():
-            for e in eps:
-                if e.ip and e.container_id not in running:
-                    # endpoints must not hold addresses of stopped containers
+        # endpoints that must not hold addresses (stopped containers), and disconnects that
+        # died after removing the veth; written only if any (a commit wakes every resolver)
+        release = [e for e in eps if e.ip and e.container_id not in running]
+        finish = [e for e in eps if e.ip and e.container_id in running and e.host_ifname
+                  and e.host_ifname not in present_links]
+        if release or finish:
+            with self.store.tx():
+                for e in release:
                     e.ip, e.endpoint_id, e.ifname, e.host_ifname = None, "", "", ""
                     self.store.put_endpoint(e)
                     report.append(f"released address of stopped container {e.container_id[:12]}")
-                elif e.ip and e.host_ifname and e.host_ifname not in present_links:
-                    # a disconnect that died after removing the veth: finish it
+                for e in finish:
                     self.store.delete_endpoint(e.container_id, e.network_id)
                     report.append(f"finished disconnecting {e.container_id[:12]} from {e.network_id[:12]}")
         # firewall: exactly base + networks + published ports
@@ -133,9 +199,10 @@ class ReconcileOps:
             if nid not in net_ids or r is None or r[0] != pid:
                 _kill_all([pid])
                 report.append(f"stopped stray resolver pid {pid}")
-        with self.store.tx():
-            for nid in list(recorded):
-                if nid not in net_ids:
+        gone = [nid for nid in recorded if nid not in net_ids]
+        if gone:
+            with self.store.tx():
+                for nid in gone:
                     self.store.delete_resolver(nid)
         self._ensure_resolvers(k)
         report += self._repair_watcher()
@@ -173,55 +240,75 @@ class ReconcileOps:
 
     @staticmethod
     def reset(host: "Host") -> list[str]:
-        """Remove every object of ours on HOST and the state root; carry on past errors."""
+        """Remove every object of ours on HOST and the state root; carry on past
+        errors. The kernel's marks decide what is ours (engine/owner.py), so a
+        damaged or lost state database still resets; what the store records
+        helps only to stop processes by pid first."""
+        import sqlite3
+
+        from nsbridge.engine import owner
         from nsbridge.kernel import ns
         from nsbridge.state.store import Store
 
         from nsbridge.engine.cluster import reset_cluster
 
-        report = reset_cluster(host)  # first: the store is reached from the host namespace
-        known: set[str] = set()
-        bridges: list[str] = []
+        host.prepare_root(create=False)  # a symlinked or planted root is refused, never followed
+        report = []
+        try:
+            report += reset_cluster(host)  # first: the store is reached from the host namespace
+        except (sqlite3.DatabaseError, ValueError) as e:
+            report.append(f"could not leave the cluster store: the state database is unreadable ({e})")
+        recorded: set[str] = set()  # ids of networks and endpoints (devices made before group marks)
         if os.path.exists(host.db):
-            st = Store(host.db)
-            cs = st.containers()
-            for c in cs:
-                if c.pid:
-                    procs.signal_group(c.pid, c.pid_start, signal.SIGKILL)
-                if c.netns:
-                    known.add(c.netns)
-            bridges = [n.bridge for n in st.networks() if n.driver == "bridge"]
-            for _nid, (pid, start, _a, _l) in st.resolvers().items():
-                procs.signal_group(pid, start, signal.SIGKILL)
-            st.close()
-        for pid in _resolver_pids(host.db):
-            _kill_all([pid])
-        for name in _our_netns(host, known):
+            try:
+                st = Store(host.db, readonly=True)
+                try:
+                    recorded = {n.id for n in st.networks()} | {e.endpoint_id for e in st.all_endpoints() if e.endpoint_id}
+                finally:
+                    st.close()
+            except (sqlite3.DatabaseError, ValueError) as e:  # (ValueError: a damaged record)
+                report.append(f"the state database is unreadable ({e}): removing by the kernel's marks alone")
+        # processes: by what they name (a copy of a state root names another root's pids)
+        for pid in _root_pids(host):
+            _kill_group(pid)
+        report += finish_noted(_lock_notes(host))
+        for name in _our_netns(host, ("container", "overlay")):
             _kill_all(ns.pids_in_netns(ns.netns_path(name)))
             ns.remove_netns(name)
             report.append(f"removed network namespace {name}")
         if host.netns:
-            if ns.netns_exists(host.netns):
-                _kill_all(ns.pids_in_netns(ns.netns_path(host.netns)))
-                ns.remove_netns(host.netns)
-                report.append(f"removed sandbox host {host.netns}")
-        elif bridges or known:
+            name = host.netns
+            m = owner.read(name)
+            if m is not None and m.kind == "host" and m.engine == host.engine_id:
+                _kill_all(ns.pids_in_netns(ns.netns_path(name)))
+                ns.remove_netns(name)
+                report.append(f"removed sandbox host {name}")
+            elif ns.netns_exists(name):
+                report.append(f"{owner.describe(name, m)}: left alone")
+        else:
             from nsbridge.kernel.firewall import Firewall
             from nsbridge.kernel.netlink import NsLink
 
             link = NsLink()
+            gone = 0
             for li in link.links():
-                if li.alias.startswith("nsbridge:"):
+                oid = li.alias[len("nsbridge:"):] if li.alias.startswith("nsbridge:") else ""
+                if li.kind in ("bridge", "veth") and (li.group == host.device_group or oid in recorded):
                     link.delete_link(li.name)
                     report.append(f"removed {li.kind} {li.name}")
+                    gone += 1
             link.close()
-            try:
-                Firewall().remove_all()
-                report.append("removed nsbridge's iptables chains and rules")
-            except Exception as e:
-                report.append(f"could not remove iptables rules: {e}")
+            if gone or recorded:
+                try:
+                    Firewall().remove_all()
+                    report.append("removed nsbridge's iptables chains and rules")
+                except Exception as e:
+                    report.append(f"could not remove iptables rules: {e}")
         shutil.rmtree(host.root, ignore_errors=True)
-        report.append(f"removed state root {host.root}")
+        if os.path.lexists(host.root):
+            report.append(f"could not remove state root {host.root}")
+        else:
+            report.append(f"removed state root {host.root}")
         if host.netns is None and os.path.isdir(RUNTIME_DIR):
             # the machine's own reset: the runtime files shared by every host go too
             # (a sandbox's reset leaves them to the other sandboxes)

@@ -5,6 +5,22 @@ inside that namespace (`IPRoute(groups=0)`: no event subscription). veth
 peers are created directly inside the container namespace, already named
 eth<N> with their MAC: moving a device between namespaces costs 14-17 ms.
 errno is translated here into errors that name the object.
+
+What a creating request carries (engine/owner.py says why), to be kept by any
+encoder that replaces pyroute2's:
+- a bridge: RTM_NEWLINK, NLM_F_CREATE|NLM_F_EXCL, IFLA_IFNAME, IFLA_ADDRESS
+  (02:42 + 4 random bytes), IFLA_MTU (if set), IFLA_GROUP (the engine's device
+  group), IFLA_LINKINFO {IFLA_INFO_KIND "bridge"};
+- a veth: the same with IFLA_MASTER (the bridge) and IFLA_LINKINFO {kind
+  "veth", VETH_INFO_PEER {IFLA_IFNAME ethN, IFLA_ADDRESS, IFLA_NET_NS_FD, IFLA_MTU}}:
+  the group on the host end only (a container's eth0 looks as on Docker);
+- each followed, in the same send, by RTM_NEWLINK IFLA_IFNAME + IFLA_IFALIAS
+  `nsbridge:<network or endpoint id>` (the kernel ignores an alias at creation);
+- a namespace: before it is bound to its name, RTM_NEWLINK index 1 (lo), IFF_UP,
+  IFLA_IFALIAS = the engine's namespace mark.
+The kernel honours IFLA_GROUP at creation (rtnl_create_link sets dev->group,
+for the veth peer's attributes too), so a device exists only with its owner's
+mark: a kill between two requests leaves nothing that cannot be found again.
 """
 from __future__ import annotations
 
@@ -17,13 +33,14 @@ import struct
 from pyroute2 import IPRoute
 from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST
 from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
+from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP, ifinfmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from nsbridge.errors import Conflict, KernelError
 from nsbridge.kernel import ns, sysctl
+from nsbridge.kernel.failpoint import request_done
 from nsbridge.record import record
 
 ALIAS_PREFIX = "nsbridge:"
@@ -53,11 +70,29 @@ def _set_alias(name: str, alias: str) -> ifinfmsg:
     return _request(ifinfmsg(), RTM_NEWLINK, _ACK, {"index": 0}, [("IFLA_IFNAME", name), ("IFLA_IFALIAS", alias)])
 
 
-def _veth_add(name: str, peer: str, peer_mac: str, peer_netns_fd: int, master: int, mtu: int | None, up: bool) -> ifinfmsg:
+def _lo_mark(mark: str) -> ifinfmsg:
+    """Loopback up, with the namespace's owner mark as its alias."""
+    return _request(ifinfmsg(), RTM_NEWLINK, _ACK, {"index": 1, "flags": IFF_UP, "change": IFF_UP}, [("IFLA_IFALIAS", mark)])
+
+
+def _link_del(index: int) -> ifinfmsg:
+    return _request(ifinfmsg(), RTM_DELLINK, _ACK, {"index": index}, [])
+
+
+def _bridge_add(name: str, mac: str, mtu: int | None, group: int) -> ifinfmsg:
+    attrs: list[tuple[str, object]] = [("IFLA_IFNAME", name), ("IFLA_ADDRESS", mac), ("IFLA_GROUP", group)]
+    if mtu:
+        attrs.append(("IFLA_MTU", mtu))
+    attrs.append(("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "bridge")]}))
+    return _request(ifinfmsg(), RTM_NEWLINK, _CREATE, {"index": 0}, attrs)
+
+
+def _veth_add(name: str, peer: str, peer_mac: str, peer_netns_fd: int, master: int, mtu: int | None, up: bool,
+              group: int) -> ifinfmsg:
     """A veth whose peer is made directly inside another netns, named and
     with its MAC (moving a device between namespaces costs 14-17 ms)."""
     peer_attrs: list[tuple[str, object]] = [("IFLA_IFNAME", peer), ("IFLA_ADDRESS", peer_mac), ("IFLA_NET_NS_FD", peer_netns_fd)]
-    attrs: list[tuple[str, object]] = [("IFLA_IFNAME", name), ("IFLA_MASTER", master)]
+    attrs: list[tuple[str, object]] = [("IFLA_IFNAME", name), ("IFLA_MASTER", master), ("IFLA_GROUP", group)]
     if mtu:
         attrs.append(("IFLA_MTU", mtu))
         peer_attrs.append(("IFLA_MTU", mtu))
@@ -102,6 +137,7 @@ class LinkInfo:
     master: int
     mtu: int
     up: bool
+    group: int = 0
 
 
 def _attr(msg, name: str, default=None):
@@ -119,6 +155,7 @@ def _link_info(msg) -> LinkInfo:
         master=_attr(msg, "IFLA_MASTER", 0) or 0,
         mtu=_attr(msg, "IFLA_MTU", 0) or 0,
         up=bool(msg["flags"] & 1),
+        group=_attr(msg, "IFLA_GROUP", 0) or 0,
     )
 
 
@@ -166,6 +203,7 @@ class _Batch:
                     if code and not first_error:
                         first_error = code
                 off += max((length + 3) & ~3, 16)
+        request_done()
         if first_error:
             raise NetlinkError(first_error, os.strerror(first_error))
 
@@ -180,6 +218,8 @@ class NsLink:
         self._ipr = IPRoute(groups=0) if full else None  # pyroute2 opens its socket here, in this netns
         self._netns = _thread_netns()
         self._bridges: dict[str, int] = {}
+        #: the owner's device group, given to every device this socket creates (engine/owner.py)
+        self.group = 0
 
     @property
     def ipr(self) -> IPRoute:
@@ -235,39 +275,43 @@ class NsLink:
             raise _err("set up", str(name_or_index), e) from None
 
     def ensure_bridge(self, name: str, gateway: str, prefixlen: int, mtu: int | None, alias: str) -> bool:
-        """Create (or adopt, when it carries our alias) a bridge with its
-        gateway address. Returns True when it was created now."""
+        """Create (or adopt, when it exists) a bridge with its gateway address,
+        up. Returns True when it was created now: then in two sends, the
+        creation with the owner's group, then its alias, address and up."""
         idx = self.index(name)
-        created = False
+        net = ipaddress.ip_network(f"{gateway}/{prefixlen}", strict=False)
         if idx is None:
-            kw = {"mtu": mtu} if mtu else {}
             # A MAC of its own, as libnetwork gives its bridges (02:42 + 4 random bytes):
             # without one the bridge takes its lowest port's MAC, and changes it (to
             # 00:00:00:00:00:00 when the last port leaves) under the containers' ARP caches.
-            kw["address"] = "02:42:" + ":".join(f"{b:02x}" for b in os.urandom(4))
+            mac = "02:42:" + ":".join(f"{b:02x}" for b in os.urandom(4))
             try:
-                self.ipr.link("add", ifname=name, kind="bridge", **kw)
+                self._batch.send([_bridge_add(name, mac, mtu, self.group)])
             except NetlinkError as e:
                 raise _err("create bridge", name, e) from None
-            try:  # the kernel ignores IFLA_IFALIAS when it creates a device
-                self._batch.send([_set_alias(name, alias)])
+            idx = self.index(name)
+            try:  # the alias only now: the kernel ignores IFLA_IFALIAS when it creates a device
+                self._batch.send([_set_alias(name, alias), _addr_add(idx, gateway, prefixlen, str(net.broadcast_address)),
+                                  _link_up(idx)])
             except NetlinkError as e:
                 self.delete_link(name)
-                raise _err("tag bridge", name, e) from None
-            idx = self.index(name)
-            created = True
-        net = ipaddress.ip_network(f"{gateway}/{prefixlen}", strict=False)
+                raise _err("set up bridge", name, e) from None
+            return True
         have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in self.ipr.get_addr(index=idx, family=2)}
-        if (gateway, prefixlen) not in have:
-            try:
-                self.ipr.addr(
-                    "add", index=idx, address=gateway, prefixlen=prefixlen, broadcast=str(net.broadcast_address)
-                )
-            except NetlinkError as e:
-                if e.code != errno.EEXIST:
-                    raise _err("add address to", name, e) from None
-        self.ipr.link("set", index=idx, state="up")
-        return created
+        msgs = [] if (gateway, prefixlen) in have else [_addr_add(idx, gateway, prefixlen, str(net.broadcast_address))]
+        try:
+            self._batch.send([*msgs, _link_up(idx)])
+        except NetlinkError as e:
+            if e.code != errno.EEXIST:
+                raise _err("set up bridge", name, e) from None
+        return False
+
+    def name_device(self, name: str, alias: str) -> None:
+        """Set a device's alias (the name of the object it is)."""
+        try:
+            self._batch.send([_set_alias(name, alias)])
+        except NetlinkError as e:
+            raise _err("name", name, e) from None
 
     def delete_link(self, name: str) -> bool:
         """Delete a device; already gone counts as success."""
@@ -276,7 +320,7 @@ class NsLink:
         if idx is None:
             return False
         try:
-            self.ipr.link("del", index=idx)
+            self._batch.send([_link_del(idx)])
         except NetlinkError as e:
             if e.code in (errno.ENODEV, errno.ENOENT):
                 return False
@@ -303,12 +347,13 @@ class NsLink:
         if br is None:
             raise KernelError(f"failed to attach {host_ifname}: bridge {bridge} not found")
         try:
-            self._batch.send([_veth_add(host_ifname, peer_ifname, peer_mac, peer_netns_fd, br, mtu, ipv6_off_by_default)])
+            self._batch.send([_veth_add(host_ifname, peer_ifname, peer_mac, peer_netns_fd, br, mtu, ipv6_off_by_default,
+                                        self.group)])
         except NetlinkError as e:
             what = ("attach", f"{host_ifname} to {bridge}") if e.code == errno.EXFULL else ("create veth", host_ifname)
             raise _err(*what, e) from None
-        # The kernel ignores IFLA_IFALIAS when it creates a device: tag it now,
-        # by name, which is ours since the create succeeded.
+        # The kernel ignores IFLA_IFALIAS when it creates a device: name it now, by
+        # name, which is ours since the create succeeded (it already has our group).
         then = [_set_alias(host_ifname, alias)]
         if not ipv6_off_by_default:
             sysctl.try_write(f"net.ipv6.conf.{host_ifname}.disable_ipv6", 1)
@@ -340,9 +385,9 @@ class NsLink:
                 self._bridges[bridge] = idx
         return idx
 
-    def configure_inside(self, ifname: str, ip: str, prefixlen: int, gateway: str | None, lo_up: bool = False) -> None:
-        """Address, up, and (for the first network) the default route; with
-        LO_UP loopback up too. One send: the kernel handles the requests in
+    def configure_inside(self, ifname: str, ip: str, prefixlen: int, gateway: str | None) -> None:
+        """Address, up, and (for the first network) the default route. One
+        send: the kernel handles the requests in
         order and acks each (0.2 ms a request saved on pyroute2's path).
         Called with the thread inside the container's netns, so that the
         device's index is an ioctl, not a guess: a new netns may hold the
@@ -351,8 +396,7 @@ class NsLink:
         if idx is None:
             raise KernelError(f"failed to configure {ifname}: not found in container")
         broadcast = str(ipaddress.ip_network(f"{ip}/{prefixlen}", strict=False).broadcast_address)
-        msgs = [_link_up(1)] if lo_up else []
-        msgs += [_addr_add(idx, ip, prefixlen, broadcast), _link_up(idx)]
+        msgs = [_addr_add(idx, ip, prefixlen, broadcast), _link_up(idx)]
         if gateway:
             msgs.append(_default_route(gateway, idx))
         try:
@@ -368,17 +412,37 @@ class NsLink:
             raise _err("set default route via", gateway, e) from None
 
 
-def open_in_new_netns(name: str, lo_up: bool = True) -> tuple[NsLink, int]:
-    """Create the named netns with IPv6 off there (and loopback up, unless the
-    caller does it with its first configure_inside), and return a socket bound
-    to it plus an fd of it. The caller must setns() back."""
-    ns.create_netns(name)
-    sysctl.disable_ipv6_here()
-    link = NsLink(full=False)
-    if lo_up:
-        link.set_up(1)
+def open_in_new_netns(name: str, mark: str) -> tuple[NsLink, int]:
+    """Create the named netns with IPv6 off there and loopback up carrying
+    MARK (the owner's, engine/owner.py), both before the name is bound, so a
+    namespace that has a name has its mark; return a socket bound to it plus
+    an fd of it. The caller must setns() back."""
+    made: list[NsLink] = []
+
+    def inside() -> None:
+        sysctl.disable_ipv6_here()
+        made.append(NsLink(full=False))
+        try:
+            made[0]._batch.send([_lo_mark(mark)])
+        except NetlinkError as e:
+            made[0].close()
+            raise _err("mark the namespace", name, e) from None
+
+    ns.create_netns(name, inside)
     fd = os.open(ns.netns_path(name), os.O_RDONLY | os.O_CLOEXEC)
-    return link, fd
+    return made[0], fd
+
+
+def mark_netns(path: str, mark: str) -> None:
+    """Write MARK on the namespace at PATH (adopting a namespace someone made)."""
+    with ns.in_netns(path):
+        b = _Batch()
+    try:
+        b.send([_lo_mark(mark)])
+    except NetlinkError as e:
+        raise _err("mark the namespace", path, e) from None
+    finally:
+        b.close()
 
 
 def open_in_netns(path: str) -> tuple[NsLink, int]:

@@ -10,7 +10,9 @@ import contextlib
 import ctypes
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+
+from nsbridge.kernel.failpoint import request_done
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -105,10 +107,12 @@ def netns_exists(name: str) -> bool:
         return False
 
 
-def create_netns(name: str) -> None:
+def create_netns(name: str, inside: Callable[[], None] | None = None) -> None:
     """Create /run/netns/NAME and leave the calling thread INSIDE it.
 
-    The caller opens its netlink socket and writes per-netns sysctls while
+    INSIDE runs in the new namespace before it is bound to its name (the
+    owner's mark goes there: a namespace that has a name has its mark). The
+    caller opens its netlink socket and writes per-netns sysctls while
     inside (both bind to the current netns), then setns() back.
     """
     _ensure_netns_dir()
@@ -117,20 +121,28 @@ def create_netns(name: str) -> None:
         fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
     except FileExistsError:
         raise FileExistsError(errno.EEXIST, f"network namespace {name} already exists") from None
-    os.close(fd)
     try:
+        os.close(fd)
+        request_done()
         unshare(CLONE_NEWNET)
+        if inside is not None:
+            inside()
         mount("/proc/thread-self/ns/net", path, "none", MS_BIND)
-    except OSError:
+    except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(path)
         raise
+    request_done()
 
 
-def remove_netns(name: str) -> bool:
-    """Unmount and unlink; the kernel destroys the namespace (and its veths)
-    once no process holds it. Already gone counts as success."""
+def remove_netns(name: str, devices_first: bool = False) -> bool:
+    """Unmount and unlink; the kernel frees the namespace (and its veths) once
+    nothing holds it, in the background. DEVICES_FIRST: its devices are deleted
+    now (flush_devices), for one container going while its networks stay.
+    Already gone counts as success."""
     path = netns_path(name)
+    if devices_first:
+        flush_devices(path)
     existed = False
     try:
         umount(path, MNT_DETACH)
@@ -138,6 +150,8 @@ def remove_netns(name: str) -> bool:
     except OSError as e:
         if e.errno not in (errno.EINVAL, errno.ENOENT):
             raise
+    if existed:
+        request_done()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     return existed
@@ -149,7 +163,9 @@ def rename_netns(old: str, new: str) -> None:
     path = netns_path(new)
     fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
     os.close(fd)
+    request_done()
     mount(netns_path(old), path, "none", MS_BIND)
+    request_done()
     remove_netns(old)
 
 
@@ -167,8 +183,8 @@ def in_netns(target: str | int | None) -> Iterator[None]:
     if target is None:
         yield
         return
-    back = current_netns_fd()
     fd = target if isinstance(target, int) else os.open(target, os.O_RDONLY | os.O_CLOEXEC)
+    back = current_netns_fd()
     try:
         setns(fd, CLONE_NEWNET)
         yield
@@ -192,6 +208,105 @@ def returning() -> Iterator[None]:
 
 def netns_inode(path: str) -> int:
     return os.stat(path).st_ino
+
+
+def _rtnl_socket(path: str):
+    """A raw rtnetlink socket bound in the namespace at PATH (None if PATH is not
+    one). Raw requests, without pyroute2: its import costs ~100 ms, and `rm` or
+    reconcile only need a few fixed messages."""
+    import socket
+
+    try:
+        with in_netns(path):
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)  # NETLINK_ROUTE
+    except OSError:
+        return None
+    sock.settimeout(10)
+    return sock
+
+
+def _ifinfo(msg_type: int, flags: int, seq: int, index: int) -> bytes:
+    """nlmsghdr + ifinfomsg (family, type, INDEX, flags, change): 32 bytes."""
+    import struct
+
+    return struct.pack("=LHHLL", 32, msg_type, flags, seq, 0) + struct.pack("=BxHiII", 0, 0, index, 0, 0)
+
+
+_RTM_NEWLINK, _RTM_DELLINK, _RTM_GETLINK = 16, 17, 18
+_NLM_REQUEST, _NLM_ACK, _NLM_DUMP = 1, 4, 0x300
+_NLMSG_ERROR, _NLMSG_DONE = 2, 3
+_IFF_LOOPBACK = 0x8
+
+
+def netns_mark(path: str) -> str:
+    """The alias of loopback in the namespace at PATH (its owner's mark,
+    engine/owner.py), "" if none or if PATH is not a namespace. One raw
+    RTM_GETLINK (`rm` and reconcile read the mark of every namespace they look at)."""
+    import struct
+
+    sock = _rtnl_socket(path)
+    if sock is None:
+        return ""
+    with sock:
+        sock.send(_ifinfo(_RTM_GETLINK, _NLM_REQUEST, 1, 1))  # loopback: index 1
+        buf = sock.recv(65536)
+    length, msg_type = struct.unpack_from("=LH", buf, 0)
+    if msg_type != _RTM_NEWLINK:  # the answer (else NLMSG_ERROR)
+        return ""
+    off = 32
+    while off + 4 <= min(length, len(buf)):
+        alen, atype = struct.unpack_from("=HH", buf, off)
+        if alen < 4:
+            break
+        if atype & 0x3FFF == 20:  # IFLA_IFALIAS
+            return buf[off + 4 : off + alen].split(b"\0", 1)[0].decode(errors="replace")
+        off += (alen + 3) & ~3
+    return ""
+
+
+def flush_devices(path: str) -> int:
+    """Delete every device but loopback in the namespace at PATH, now; returns
+    how many went. A veth goes with its peer in the same request, so a removed
+    container leaves no host end on the bridge: left to the kernel, the pair
+    would go only when the namespace is freed, which is asynchronous (seconds
+    under load: the kernel frees namespaces in batches) and waits for every
+    socket still inside (a resolver closing the container's 127.0.0.11 ones).
+    Until then the old port still answers ARP and ping for an address IPAM
+    may already have given, with the same MAC, to a new container (as Docker,
+    which deletes the veth itself). Each deletion costs the kernel 15-30 ms."""
+    import struct
+
+    sock = _rtnl_socket(path)
+    if sock is None:
+        return 0
+    with sock:
+        sock.send(_ifinfo(_RTM_GETLINK, _NLM_REQUEST | _NLM_DUMP, 1, 0))
+        indexes: list[int] = []
+        done = False
+        while not done:
+            buf = sock.recv(65536)
+            off = 0
+            while off + 16 <= len(buf):
+                length, msg_type = struct.unpack_from("=LH", buf, off)
+                if msg_type in (_NLMSG_DONE, _NLMSG_ERROR) or length < 16:
+                    done = True
+                    break
+                if msg_type == _RTM_NEWLINK:
+                    index, flags = struct.unpack_from("=iI", buf, off + 20)
+                    if not flags & _IFF_LOOPBACK:
+                        indexes.append(index)
+                off += (length + 3) & ~3
+        gone = 0
+        for seq, index in enumerate(indexes, 2):
+            # deleted one by one: a request fails alone (the peer of a veth already went
+            # with it; the fallback tunnels some kernels put in every namespace stay)
+            sock.send(_ifinfo(_RTM_DELLINK, _NLM_REQUEST | _NLM_ACK, seq, index))
+            reply = sock.recv(65536)
+            if struct.unpack_from("=H", reply, 4)[0] == _NLMSG_ERROR and not struct.unpack_from("=i", reply, 16)[0]:
+                gone += 1
+    if gone:
+        request_done()
+    return gone
 
 
 def pids_in_netns(path: str) -> list[int]:

@@ -35,7 +35,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from nsbridge.cluster.layout import VXLAN_PORT, overlay_mtu
 from nsbridge.errors import Conflict, KernelError
 from nsbridge.kernel import ns, sysctl
-from nsbridge.kernel.netlink import ALIAS_PREFIX, NsLink, _err
+from nsbridge.kernel.netlink import ALIAS_PREFIX, _err, open_in_new_netns
 from nsbridge.record import record
 
 BRIDGE = "br0"
@@ -77,9 +77,10 @@ def netns_name(host_netns: str | None, network_id: str) -> str:
     return f"{host_netns}-{base}" if host_netns else base
 
 
-def is_overlay_netns(name: str, host_netns: str | None) -> bool:
-    prefix = f"{host_netns}-{NETNS_TAG}" if host_netns else NETNS_TAG
-    return name.startswith(prefix)
+def netns_prefix(host_netns: str | None) -> str:
+    """What every overlay namespace name of HOST_NETNS starts with; the name only
+    narrows: whose a namespace is, its mark says (engine/owner.py overlay_mark)."""
+    return netns_name(host_netns, "")
 
 
 def vxlan_host_name(vni: int, network_id: str) -> str:
@@ -98,10 +99,11 @@ def underlay_mtu(address: str) -> int:
 
 
 def create_network_ns(host_netns: str | None, network_id: str, vni: int, gateway: str, prefixlen: int,
-                      local: str, mtu: int | None = None) -> str:
+                      local: str, mark: str, mtu: int | None = None) -> str:
     """Build the overlay namespace of a network with its br0 and vxlan0 (see the
     module docstring); on any failure remove what was made and raise
-    KernelError. MTU: the overlay's, default the underlay's less 50.
+    KernelError. MARK: its owner's (engine/owner.py overlay_mark), written before
+    the namespace has its name. MTU: the overlay's, default the underlay's less 50.
     Returns the namespace's name."""
     name = netns_name(host_netns, network_id)
     alias = ALIAS_PREFIX + network_id
@@ -111,13 +113,11 @@ def create_network_ns(host_netns: str | None, network_id: str, vni: int, gateway
         try:
             with ns.returning():
                 try:
-                    ns.create_netns(name)
+                    inner, inner_fd = open_in_new_netns(name, mark)  # loopback up, marked
                 except FileExistsError:
                     raise KernelError(f"failed to create overlay namespace {name}: already exists") from None
-                sysctl.disable_ipv6_here()
-                inner = NsLink()
+                os.close(inner_fd)
                 try:
-                    inner.set_up(1)
                     inner.ensure_bridge(BRIDGE, gateway, prefixlen, mtu, alias)
                 finally:
                     inner.close()

@@ -71,9 +71,14 @@ class Store:
             self.db.executescript(SCHEMA)
             return
         if new:
-            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-            os.close(fd)
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+            try:
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_RDWR | os.O_CLOEXEC, 0o600))
+            except FileExistsError:
+                pass  # made meanwhile (by root: the state root is root's alone)
+        # How long a write waits for another process holding the database (not
+        # another nsbridge command: those wait for the host lock first).
+        timeout = float(os.environ.get("NSBRIDGE_DB_TIMEOUT") or 30)
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=timeout)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         if not readonly:
@@ -87,6 +92,12 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    def check_writable(self) -> None:
+        """Wait (the timeout) for a write lock and let it go: a database held by
+        another process is found before an operation changes the kernel."""
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.execute("ROLLBACK")
+
     @contextlib.contextmanager
     def tx(self) -> Iterator["Store"]:
         """One write transaction; bumps the generation on commit."""
@@ -96,7 +107,8 @@ class Store:
             self.db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:  # (a Ctrl-C may land just after the COMMIT)
+                self.db.execute("ROLLBACK")
             raise
 
     # -- meta ----------------------------------------------------------------
@@ -296,3 +308,62 @@ class Store:
 
     def delete_resolver(self, network_id: str) -> None:
         self.db.execute("DELETE FROM resolvers WHERE network_id = ?", (network_id,))
+
+
+# -- what a failure of the database means to the user -------------------------------------------------
+def explain(e: BaseException, path: str, reset_hint: str) -> str | None:
+    """One line for a database failure (None: not one of these): damaged, full
+    disk, held by another process. RESET_HINT: the command that starts afresh."""
+    if not isinstance(e, sqlite3.DatabaseError):
+        return None
+    name = getattr(e, "sqlite_errorname", "")
+    if name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or type(e) is sqlite3.DatabaseError:
+        return (f"the state database {path} is damaged ({e}): `{reset_hint}` removes everything nsbridge made "
+                "there, by the marks on the kernel's objects, and starts afresh")
+    if name == "SQLITE_FULL":
+        return no_space(path)
+    if name in ("SQLITE_BUSY", "SQLITE_LOCKED") or "locked" in str(e):
+        holders = ", ".join(f"pid {pid} ({cmd})" for pid, cmd in lock_holders(path)) or "another process"
+        return f"the state database {path} is locked by {holders}: nothing was changed; try again when it lets go"
+    return None
+
+
+def no_space(path: str) -> str:
+    return f"no space left on the device of {os.path.dirname(path)}: nothing was changed; free some space and try again"
+
+
+def lock_holders(path: str) -> list[tuple[int, str]]:
+    """Processes holding a write lock on the database or its WAL index (from
+    /proc/locks), other than this one."""
+    inodes = set()
+    for p in (path, path + "-shm"):
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        inodes.add((os.major(st.st_dev), os.minor(st.st_dev), st.st_ino))
+    found: dict[int, str] = {}
+    try:
+        with open("/proc/locks") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        parts = line.split()
+        # "1: POSIX  ADVISORY  WRITE 1234 00:2e:5678 120 120" ("->" marks a waiter)
+        if "->" in parts or len(parts) < 6 or parts[3] != "WRITE":
+            continue
+        try:
+            pid = int(parts[4])
+            major, minor, ino = parts[5].split(":")
+            key = (int(major, 16), int(minor, 16), int(ino))
+        except ValueError:
+            continue
+        if key in inodes and pid != os.getpid():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            except OSError:
+                cmd = "?"
+            found[pid] = cmd[:60]
+    return sorted(found.items())

@@ -188,25 +188,34 @@ class Lab:
         return leaks
 
 
+def overlay_mark(sb: Sandbox, network_id: str) -> str:
+    """The mark SB's engine writes on its overlay namespaces (so its reset finds them)."""
+    from nsbridge.engine import owner
+
+    return owner.overlay_mark(sb.engine_id, network_id)
+
+
 def build_overlay(sb: Sandbox, network_id: str, vni: int, gateway: str, prefixlen: int, local: str) -> str:
     """The overlay namespace of a network on host SB, by hand (the driver's job
     once it exists); returns its path."""
     from nsbridge.kernel import ns, overlay
 
     with ns.in_netns(ns.netns_path(sb.name)):
-        return ns.netns_path(overlay.create_network_ns(sb.name, network_id, vni, gateway, prefixlen, local))
+        return ns.netns_path(overlay.create_network_ns(sb.name, network_id, vni, gateway, prefixlen, local,
+                                                       overlay_mark(sb, network_id)))
 
 
 def attach_container(sb: Sandbox, network_id: str, name: str, ip: str, prefixlen: int = 24) -> str:
     """A container namespace `SANDBOX-NAME` whose eth0 is a veth on the overlay
     bridge br0 of NETWORK_ID on host SB (what the driver will do); returns its name."""
+    from nsbridge.engine import owner
     from nsbridge.kernel import netlink, ns, overlay
     from nsbridge.model import mac_for
 
     overlay_path = ns.netns_path(overlay.netns_name(sb.name, network_id))
     cname = f"{sb.name}-{name}"
     with ns.returning():
-        inner, fd = netlink.open_in_new_netns(cname)
+        inner, fd = netlink.open_in_new_netns(cname, owner.container_mark(sb.engine_id, "ep-" + name))
         with ns.in_netns(overlay_path):
             outer = netlink.NsLink()
             try:

@@ -41,9 +41,11 @@ def wait_listening(sb: Sandbox, name: str, port: int, timeout: float = 5.0) -> N
 
 
 def _alias_links(sb) -> dict[str, str]:
-    """name -> ifalias of the sandbox host's devices that carry our mark."""
+    """name -> ifalias of the sandbox host's devices that carry our mark (loopback
+    carries the namespace's own mark, not an object's)."""
     out = json.loads(sb.host_run("ip", "-j", "-d", "link", check=True).stdout)
-    return {li["ifname"]: li.get("ifalias", "") for li in out if li.get("ifalias", "").startswith("nsbridge:")}
+    return {li["ifname"]: li.get("ifalias", "") for li in out
+            if li.get("ifalias", "").startswith("nsbridge:") and li["ifname"] != "lo"}
 
 
 def assert_consistent(sb) -> None:
@@ -59,6 +61,18 @@ def assert_consistent(sb) -> None:
     for name, alias in _alias_links(sb).items():
         oid = alias.split(":", 1)[1]
         assert oid in net_ids or oid in live_eps, f"stray device {name} ({alias})"
+    # every device of the sandbox host is one of those: a device nothing names is a leak
+    unnamed = [li["ifname"] for li in json.loads(sb.host_run("ip", "-j", "link", check=True).stdout)
+               if li["ifname"] != "lo" and not li.get("ifalias", "").startswith("nsbridge:")]
+    assert not unnamed, f"devices no object names: {unnamed}"
+    # and a running container has exactly one ethN per network it has an address on
+    for cid in {line.split()[0] for line in ps if line and line.split()[2] == "running"}:
+        info = json.loads(sb.cli("inspect", cid, check=True).stdout)[0]
+        if info["HostConfig"]["NetworkMode"] in ("host", "none") or info["HostConfig"]["NetworkMode"].startswith("container:"):
+            continue
+        want = sum(1 for n in info["NetworkSettings"]["Networks"].values() if n["IPAddress"])
+        have = sb.cli("exec", cid, "ip", "-o", "link", check=True).stdout.count(": eth")
+        assert have == want, f"{info['Name']}: {have} eth devices for {want} networks"
     for n in nets:
         if n["Driver"] == "bridge":
             dev = n["Options"].get("com.docker.network.bridge.name") or f"br-{n['Id'][:12]}"

@@ -113,6 +113,16 @@ def test_exec_sees_container_files_and_exit_codes(sb):
         assert "lab-one" not in f.read()
 
 
+def arp_cycle_over(sb, ctr: str, ip: str, timeout: float = 10.0) -> None:
+    """Until CTR's neighbour entry for IP is no longer being resolved (INCOMPLETE)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while "INCOMPLETE" in sb.cli("exec", ctr, "ip", "neigh", "show", ip, check=True).stdout:
+        assert time.monotonic() < deadline, f"{ctr} still resolving {ip} after {timeout} s"
+        time.sleep(0.2)
+
+
 def test_stop_releases_and_start_restores(sb):
     sb.cli("network", "create", "skynet", check=True)
     sb.cli("run", "-d", "--name", "c1", "--network", "skynet", "--", "sleep", "1000", check=True)
@@ -123,9 +133,13 @@ def test_stop_releases_and_start_restores(sb):
     assert sb.cli("exec", "c2", "ping", "-c1", "-W1", ip1).returncode != 0
     ps = sb.cli("ps", "-a", "--format", "{{.Names}} {{.Status}}", check=True).stdout
     assert "c1 Exited (143)" in ps or "c1 Exited (137)" in ps
+    # That ping left c2's kernel resolving ip1 (ARP, 3 probes a second apart): a packet
+    # sent in its last second is dropped when the cycle fails, c1 back or not. Let the
+    # cycle end, so that the ping below sees what `start` made, not c2's old question.
+    arp_cycle_over(sb, "c2", ip1)
     sb.cli("start", "c1", check=True)
     assert ip_of(sb, "c1") == ip1
-    assert sb.cli("exec", "c2", "ping", "-c1", "-W2", ip1).returncode == 0
+    assert sb.cli("exec", "c2", "ping", "-c1", "-W2", ip1).returncode == 0  # the first packet after start
     r = sb.cli("rm", "c1")
     assert r.returncode == 1 and "You cannot remove a running container" in r.stderr
     sb.cli("rm", "-f", "c1", "c2", check=True)

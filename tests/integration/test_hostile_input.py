@@ -17,6 +17,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -480,12 +481,20 @@ def one_internal_error(r: subprocess.CompletedProcess, root: str) -> str:
 
 def copy_of_state(sb: Sandbox, tmp_path) -> tuple[str, dict]:
     """A copy of the sandbox's state root (the sandbox itself stays sound for its teardown),
-    and an environment that points the CLI at it."""
+    and an environment that points the CLI at it. The copy is another engine (another state
+    root), so it gets a sandbox host of its own (`reset_copy` removes it)."""
     copy = str(tmp_path / "state-copy")
     sb.cli("network", "ls", check=True)  # nothing writing while we copy (the -wal and -shm files come along)
     shutil.copytree(sb.root, copy, ignore=shutil.ignore_patterns("*.log", "lock"))
     os.chmod(copy, 0o700)
-    return copy, dict(sb.env, NSBRIDGE_ROOT=copy)
+    return copy, dict(sb.env, NSBRIDGE_ROOT=copy, NSBRIDGE_HOST_NETNS=sb.name + "c")
+
+
+def reset_copy(sb: Sandbox, env: dict) -> None:
+    """The copy's own sandbox host goes, found by its mark (its state is broken on purpose)."""
+    r = subprocess.run(sb.argv("system", "reset", "-f"), env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert not os.path.exists(f"/run/netns/{env['NSBRIDGE_HOST_NETNS']}")
 
 
 def test_corrupt_state_gives_one_line_and_a_logged_traceback(sb, tmp_path):
@@ -495,16 +504,21 @@ def test_corrupt_state_gives_one_line_and_a_logged_traceback(sb, tmp_path):
     with db:
         db.execute("UPDATE networks SET data = '{\"id\": broken' WHERE name = 'skynet'")
     db.close()
-    for argv in (["network", "ls"], ["network", "inspect", "skynet"], ["network", "rm", "skynet"]):
-        r = subprocess.run(sb.argv(*argv), env=env, capture_output=True, text=True, timeout=60)
-        line = one_internal_error(r, copy)
-        assert "JSONDecodeError" in line, line
-    # --debug is how a developer gets the traceback on the terminal instead
-    r = subprocess.run(sb.argv("--debug", "network", "ls"), env=env, capture_output=True, text=True, timeout=60)
-    assert r.returncode != 0 and "Traceback (most recent call last)" in r.stderr
+    try:
+        for argv in (["network", "ls"], ["network", "inspect", "skynet"], ["network", "rm", "skynet"]):
+            r = subprocess.run(sb.argv(*argv), env=env, capture_output=True, text=True, timeout=60)
+            line = one_internal_error(r, copy)
+            assert "JSONDecodeError" in line, line
+        # --debug is how a developer gets the traceback on the terminal instead
+        r = subprocess.run(sb.argv("--debug", "network", "ls"), env=env, capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0 and "Traceback (most recent call last)" in r.stderr
+    finally:
+        reset_copy(sb, env)
 
 
-def test_unreadable_database_gives_one_line_and_a_logged_traceback(sb, tmp_path):
+def test_unreadable_database_gives_one_line_saying_what_to_run(sb, tmp_path):
+    """Not a database any more: every command says so in one line, with the command that
+    starts afresh (test_state_root.py shows that command working from the kernel's marks)."""
     sb.cli("network", "create", "skynet", check=True)
     copy, env = copy_of_state(sb, tmp_path)
     for name in ("state.db-wal", "state.db-shm"):
@@ -512,17 +526,66 @@ def test_unreadable_database_gives_one_line_and_a_logged_traceback(sb, tmp_path)
             os.unlink(os.path.join(copy, name))
     with open(os.path.join(copy, "state.db"), "r+b") as f:
         f.write(os.urandom(4096))  # not a database any more
-    for argv in (["network", "ls"], ["ps", "-a"], ["network", "create", "other"]):
-        r = subprocess.run(sb.argv(*argv), env=env, capture_output=True, text=True, timeout=60)
-        line = one_internal_error(r, copy)
-        assert "DatabaseError" in line, line
+    try:
+        for argv in (["network", "ls"], ["ps", "-a"], ["network", "create", "other"]):
+            r = subprocess.run(sb.argv(*argv), env=env, capture_output=True, text=True, timeout=60)
+            assert r.returncode == 1 and r.stderr.splitlines() == [
+                f"Error: the state database {copy}/state.db is damaged (file is not a database): "
+                f"`nsbridge --host-netns {sb.name}c --root {copy} system reset -f` removes everything nsbridge made "
+                "there, by the marks on the kernel's objects, and starts afresh"], r.stderr
+    finally:
+        reset_copy(sb, env)
 
 
 # -- without root ---------------------------------------------------------------------------------
+def _reachable_by_others(path: str) -> bool:
+    """Can a user other than root reach PATH (every directory above it searchable, PATH
+    itself readable)? A clone in root's 0700 home, or a Python under it, is not."""
+    path = os.path.realpath(path)
+    parts = path.split("/")
+    for i in range(1, len(parts)):
+        d = "/".join(parts[:i]) or "/"
+        if not os.stat(d).st_mode & 0o001:
+            return False
+    return bool(os.stat(path).st_mode & 0o004)
+
+
+def _python_for_others() -> str:
+    """This Python if others can run it, else the system's (the CLI needs >= 3.11)."""
+    for exe in (sys.executable, shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin") or ""):
+        if exe and _reachable_by_others(exe):
+            probe = subprocess.run([exe, "-c", "import sys; print(sys.version_info >= (3, 11))"],
+                                   capture_output=True, text=True)
+            if probe.stdout.strip() == "True":
+                return os.path.realpath(exe)
+    pytest.fail("no Python >= 3.11 that a user other than root can run: install Debian's python3")
+
+
 def as_user(sb: Sandbox, *argv: str) -> subprocess.CompletedProcess:
-    env = dict(sb.env, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *sb.argv(*argv)],
-                          env=env, capture_output=True, text=True, timeout=60, cwd="/")
+    """`nsbridge ARGV` run by nobody: the real CLI, from wherever the checkout sits. A
+    checkout others cannot enter (a clone in root's 0700 home) is copied, package only,
+    to a directory they can read; nothing else of it is needed to be refused."""
+    pkg = os.path.dirname(os.path.dirname(os.path.abspath(__import__("nsbridge").__file__)))
+    copy = None
+    if not _reachable_by_others(os.path.join(pkg, "nsbridge", "cli", "main.py")):
+        copy = tempfile.mkdtemp(prefix="nsbridge-as-user-")
+        os.chmod(copy, 0o755)
+        shutil.copytree(os.path.join(pkg, "nsbridge"), os.path.join(copy, "nsbridge"),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        for d, _dirs, files in os.walk(copy):
+            os.chmod(d, 0o755)
+            for f in files:
+                os.chmod(os.path.join(d, f), 0o644)
+        pkg = copy
+    try:
+        return subprocess.run(
+            ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", _python_for_others(), "-m", "nsbridge",
+             *argv],
+            env=dict(sb.env, PYTHONPATH=pkg, PYTHONDONTWRITEBYTECODE="1"), capture_output=True, text=True,
+            timeout=60, cwd="/")
+    finally:
+        if copy is not None:
+            shutil.rmtree(copy, ignore_errors=True)
 
 
 def without_caps(sb: Sandbox, *argv: str) -> subprocess.CompletedProcess:

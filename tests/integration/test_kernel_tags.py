@@ -1,5 +1,5 @@
-"""Every device the engine makes carries its tag (ifalias `nsbridge:<id>`),
-so that reconcile and reset can find it again. The kernel ignores an alias
+"""Every device the engine makes carries its tag (ifalias `nsbridge:<id>`)
+and its engine's device group, so that reconcile and reset can find it again. The kernel ignores an alias
 given when a device is created; these tests read the kernel's own answer."""
 from __future__ import annotations
 
@@ -32,13 +32,19 @@ def test_bridges_and_veths_carry_their_ids(sb):
 
 def test_reconcile_removes_a_stray_tagged_veth_and_keeps_others(sb):
     sb.cli("run", "-d", "--name", "web", "alpine", check=True)
-    # a leftover of ours (its endpoint is gone), and a device that is not ours
-    sb.host_run("ip", "link", "add", "vethdead", "type", "veth", "peer", "name", "vethdead1", check=True)
+    # a leftover of ours (its endpoint is gone; ours: the engine's device group), and a device
+    # that is not ours, tagged alike or not
+    group = json.loads(sb.cli("system", "info", "--format", "{{json .Engine}}", check=True).stdout)["DeviceGroup"]
+    sb.host_run("ip", "link", "add", "vethdead", "group", str(group), "type", "veth", "peer", "name", "vethdead1",
+                check=True)
     sb.host_run("ip", "link", "set", "vethdead", "alias", "nsbridge:" + "0" * 64, check=True)
     sb.host_run("ip", "link", "add", "notours", "type", "veth", "peer", "name", "notours1", check=True)
+    sb.host_run("ip", "link", "add", "lookalike", "type", "veth", "peer", "name", "lookalike1", check=True)
+    sb.host_run("ip", "link", "set", "lookalike", "alias", "nsbridge:" + "1" * 64, check=True)
     out = sb.cli("system", "reconcile", check=True).stdout
     assert "removed stray veth vethdead" in out
     links = _links(sb)
-    assert "vethdead" not in links and "notours" in links
+    assert "vethdead" not in links and "notours" in links and "lookalike" in links
     assert sb.cli("exec", "web", "true").returncode == 0
     sb.host_run("ip", "link", "del", "notours", check=True)
+    sb.host_run("ip", "link", "del", "lookalike", check=True)

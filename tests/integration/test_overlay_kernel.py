@@ -13,7 +13,7 @@ import pytest
 from nsbridge.kernel import ns, overlay
 from nsbridge.model import mac_for
 from nsbridge.sandbox import Sandbox
-from tests.integration.cluster_lab import Underlay, attach_container, in_ns
+from tests.integration.cluster_lab import Underlay, attach_container, in_ns, overlay_mark
 
 NET_ID = "ab" * 32
 VNI = 4097
@@ -42,7 +42,7 @@ def _container(sb: Sandbox, name: str, ip: str) -> str:
 
 def _build(sb: Sandbox, local: str) -> str:
     with ns.in_netns(ns.netns_path(sb.name)):
-        return overlay.create_network_ns(sb.name, NET_ID, VNI, "10.0.0.1", 24, local)
+        return overlay.create_network_ns(sb.name, NET_ID, VNI, "10.0.0.1", 24, local, overlay_mark(sb, NET_ID))
 
 
 def test_vxlan_between_two_hosts(two_hosts):
@@ -129,11 +129,12 @@ def test_failed_build_leaves_nothing(two_hosts):
 
     with ns.in_netns(ns.netns_path(h1.name)):
         with pytest.raises(KernelError, match="no device of this host has the advertise address 192.0.2.99"):
-            overlay.create_network_ns(h1.name, NET_ID, VNI, "10.0.0.1", 24, "192.0.2.99")
+            overlay.create_network_ns(h1.name, NET_ID, VNI, "10.0.0.1", 24, "192.0.2.99", overlay_mark(h1, NET_ID))
         # a VNI that another vxlan device already holds with the same port: the kernel refuses
-        overlay.create_network_ns(h1.name, NET_ID, VNI, "10.0.0.1", 24, "192.0.2.11")
+        overlay.create_network_ns(h1.name, NET_ID, VNI, "10.0.0.1", 24, "192.0.2.11", overlay_mark(h1, NET_ID))
         with pytest.raises(Conflict, match="^failed to create vxlan device vx-001001-cdcdc: VXLAN ID 4097 "):
-            overlay.create_network_ns(h1.name, "cd" * 32, VNI, "10.0.1.1", 24, "192.0.2.11")
+            overlay.create_network_ns(h1.name, "cd" * 32, VNI, "10.0.1.1", 24, "192.0.2.11",
+                                      overlay_mark(h1, "cd" * 32))
     assert not ns.netns_exists(overlay.netns_name(h1.name, "cd" * 32))
     assert h1.host_run("ip", "link", "show", overlay.vxlan_host_name(VNI, "cd" * 32)).returncode != 0
 
