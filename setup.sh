@@ -21,15 +21,20 @@ say() { printf '\n== %s\n' "$*"; }
 
 # System packages: the kernel tools nsbridge drives, and what the tests and benchmarks use
 # (dnsutils for nslookup/dig inside containers, net-tools for the tutorials' `ifconfig docker0`,
-# iperf3, dnsmasq-base and aardvark-dns for benchmarks).
-pkgs=(iproute2 iptables iputils-ping procps kmod dnsutils net-tools iperf3 dnsmasq-base psmisc busybox)
+# iperf3, dnsmasq-base and aardvark-dns for benchmarks; tcpdump brings libpcap, which compiles
+# `nsbridge trace`'s filters, and reads its pcap files).
+pkgs=(iproute2 iptables iputils-ping procps kmod dnsutils net-tools iperf3 dnsmasq-base psmisc busybox tcpdump)
 optional=()  # installed where the release has them (Ubuntu 22.04 has no aardvark-dns)
 if [ "$mode" = test ] || [ "$mode" = bench ]; then
   # etcd-server: the cluster store of the overlay tests (started by the tests themselves, inside
-  # namespaces they create; where a release lacks it, those tests say they did not run);
-  # tcpdump: to see VXLAN packets on the tests' underlay.
-  pkgs+=(tcpdump)
+  # namespaces they create; where a release lacks it, those tests say they did not run).
+  # (tcpdump, above, also shows the VXLAN packets on the tests' underlay.)
   optional+=(aardvark-dns etcd-server)
+fi
+if [ "$mode" = test ]; then
+  # a real headless browser renders `show --format html` in the tests (large: tests only; run in a
+  # sandbox host's namespace; where the release has no chromium package the test says it did not run)
+  optional+=(chromium)
 fi
 command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || pkgs+=(python3-venv)
@@ -93,7 +98,7 @@ if [ ! -x "$venv/bin/python" ]; then
   say "creating $venv"
   python3 -m venv "$venv"
 fi
-extras=""
+extras="[tools]"  # scapy, for `nsbridge trace`
 if [ "$mode" = test ] || [ "$mode" = bench ]; then extras="[test]"; fi
 stamp="$venv/.installed$extras"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then

@@ -2,7 +2,7 @@
 """nsbridge benchmarks: each prints a table for this machine, next to the same
 work done another way in the same run (ratios), in its own sandbox host.
 
-  sudo .venv/bin/python tools/bench.py [core|dns|ports|scale|standins|fill|lab|docker|overlay|all] [options]
+  sudo .venv/bin/python tools/bench.py [core|dns|ports|scale|standins|fill|lab|explain|docker|overlay|all] [options]
 
 Sections live in tools/bench_<name>.py, each with `main(argv) -> int`.
 Speed is measured here, never asserted in tests.
@@ -13,7 +13,7 @@ import importlib
 import os
 import sys
 
-SECTIONS = ("core", "dns", "ports", "scale", "standins", "fill", "lab", "docker", "overlay")
+SECTIONS = ("core", "dns", "ports", "scale", "standins", "fill", "lab", "explain", "docker", "overlay")
 
 
 def main(argv: list[str]) -> int:

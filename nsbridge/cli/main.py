@@ -21,10 +21,12 @@ PROG = "nsbridge"
 # verb -> (module, function that adds its parser). Management forms
 # (`container run`, `network ls`) map onto the same functions.
 CONTAINER_VERBS = ("run", "create", "start", "stop", "restart", "rm", "ps", "exec", "inspect", "logs", "port", "rename")
+# nsbridge's own: see, explain and break the network (cli/explain.py)
+EXPLAIN_VERBS = ("show", "why", "trace", "link", "impair")
 
 
 # Verbs that only read the store: no logging set-up, no engine operations.
-READ_ONLY = {"ps", "ls", "list", "inspect", "logs", "port", "exec", "info"}
+READ_ONLY = {"ps", "ls", "list", "inspect", "logs", "port", "exec", "info", "show", "why", "trace"}
 
 
 class ArgError(Exception):
@@ -143,6 +145,10 @@ def build_parser(verb: str | None = None, sub_verb: str | None = None) -> Parser
         from nsbridge.cli import system
 
         system.add_parser(sub)
+    if verb is None or verb in EXPLAIN_VERBS:
+        from nsbridge.cli import explain
+
+        explain.add_parsers(sub, only=verb)
     if verb in (None, "compose"):
         from nsbridge.cli import compose
 
@@ -166,7 +172,8 @@ def _verb(argv: list[str]) -> tuple[str | None, str | None]:
     i = 0
     while i < len(argv) and argv[i].startswith("-"):
         i += 2 if argv[i] in ("--root", "--host-netns") else 1
-    if i < len(argv) and argv[i] in (*CONTAINER_VERBS, "network", "system", "compose", "lab", "container", "version"):
+    if i < len(argv) and argv[i] in (*CONTAINER_VERBS, *EXPLAIN_VERBS, "network", "system", "compose", "lab", "container",
+                                     "version"):
         sub = argv[i + 1] if argv[i] == "container" and i + 1 < len(argv) else None
         if sub is not None and sub not in (*CONTAINER_VERBS, "ls", "list"):
             sub = None

@@ -36,6 +36,12 @@ PORT = 53
 IP_FREEBIND = 15  # bind even while the container's loopback is down (socket.IP_FREEBIND is 3.12+)
 TIMEOUT = 2.0  # seconds an engine waits for the resolver's answer
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from nsbridge.model import Endpoint
+
 
 def bind_pair() -> tuple[socket.socket, socket.socket]:
     """UDP and TCP sockets on 127.0.0.11:53 in the calling thread's network namespace."""
@@ -65,6 +71,15 @@ def bind_in(netns_path: str) -> tuple[socket.socket, socket.socket]:
 
     with ns.in_netns(netns_path):
         return bind_pair()
+
+
+def owner(eps: "Iterable[Endpoint]", has_dns: "Callable[[str], bool]") -> "Endpoint | None":
+    """Of a container's endpoints, the one whose network's resolver holds its
+    127.0.0.11: the first live one (attach order) on a network with DNS."""
+    for e in sorted(eps, key=lambda e: e.position):
+        if e.ip and has_dns(e.network_id):
+            return e
+    return None
 
 
 def control_address(network_id: str) -> str:

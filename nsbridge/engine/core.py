@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from nsbridge import procs
 from nsbridge.engine.cluster import ClusterOps
 from nsbridge.engine.containers import ContainerOps
+from nsbridge.engine.links import LinkOps
 from nsbridge.engine.networks import NetworkOps
 from nsbridge.engine.ports import PortOps
 from nsbridge.engine.reconcile import ReconcileOps, finish_noted
@@ -110,7 +111,7 @@ class Kernel:
         self.dns.clear()
 
 
-class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOps, ClusterOps):
+class Engine(NetworkOps, ContainerOps, ViewOps, ReconcileOps, StandinOps, PortOps, ClusterOps, LinkOps):
     """All operations; construction and lookups come from EngineBase (via ViewOps)."""
 
     # -- sessions --------------------------------------------------------------

@@ -34,10 +34,7 @@ class EmbeddedDnsOps:
 
     def _dns_owner(self: "Engine", eps: list[Endpoint]) -> Endpoint | None:
         """The live endpoint whose network's resolver serves the container's 127.0.0.11."""
-        for e in sorted(eps, key=lambda e: e.position):
-            if e.ip and self.store.network(e.network_id).has_dns:
-                return e
-        return None
+        return embedded.owner(eps, lambda nid: self.store.network(nid).has_dns)
 
     @staticmethod
     def _dns_bind(netns: int | str) -> Socks:

@@ -43,6 +43,25 @@ def test_read_and_exec_paths_import_nothing_heavy(sb, args):
         assert "json" in mods and not any(m.startswith("nsbridge.engine.standins") for m in mods)
 
 
+def test_show_and_why_read_the_kernel_without_pyroute2_or_scapy(sb):
+    """show reads every namespace by plain rtnetlink dumps (kernel/rtnl.py) and
+    the ruleset by one `iptables-save -c`: subprocess is its one allowance."""
+    sb.cli("network", "create", "skynet", check=True)
+    sb.cli("run", "-d", "--name", "probe", "--network", "skynet", "alpine", check=True)
+    for args in (("show",), ("show", "probe", "--format", "html")):
+        mods = _imported(sb, *args)
+        heavy = sorted(m for m in mods if m.split(".")[0] in HEAVY and m.split(".")[0] != "subprocess")
+        assert not heavy, f"`nsbridge {' '.join(args)}` imports {heavy}"
+        assert "nsbridge.kernel.rtnl" in mods
+    mods = _imported(sb, "why", "probe", "host")
+    assert not [m for m in mods if m.split(".")[0] in ("pyroute2", "scapy")], sorted(mods)
+    # link and impair change the kernel through the engine (pyroute2): scapy stays trace's alone
+    for args in (("link", "probe", "skynet", "down"), ("impair", "probe", "skynet", "--rate", "1mbit")):
+        mods = _imported(sb, *args)
+        assert not [m for m in mods if m.split(".")[0] == "scapy"], (args, sorted(mods))
+    assert "scapy.layers.inet" in _imported(sb, "trace", "skynet", "-c", "1", "--timeout", "1")
+
+
 def test_path_is_recorded_in_config_env_as_docker_does(sb):
     sb.cli("run", "-d", "--name", "bb", "busybox", check=True)
     sb.cli("run", "-d", "--name", "own", "-e", "PATH=/bin:/usr/bin", "-e", "A=1", "alpine", check=True)
