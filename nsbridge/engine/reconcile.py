@@ -337,7 +337,9 @@ class ReconcileOps:
 
         def remove(name: str) -> None:
             _kill_all(ns.pids_in_netns(ns.netns_path(name), held))
-            ns.remove_netns(name)
+            # devices first: the kernel frees an unmounted namespace lazily (seconds under
+            # load), and until then a container's macvlan still answers on the LAN
+            ns.remove_netns(name, devices_first=True)
 
         ns.in_parallel(remove, names)
         report += [f"removed network namespace {name}" for name in names]
