@@ -194,7 +194,7 @@ def _nameservers(ctx: Context, c: Container) -> list[str]:
     import os
 
     try:
-        with open(os.path.join(ctx.reader.host.container_dir(c.id), "resolv.conf")) as f:
+        with open(os.path.join(ctx.reader.host.files_dir(c.id), "resolv.conf")) as f:
             return [ln.split()[1] for ln in f if ln.startswith("nameserver ") and len(ln.split()) > 1]
     except OSError:
         return []

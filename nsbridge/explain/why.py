@@ -83,7 +83,7 @@ class Why(NameOps):
     def files(self, c: Container) -> tuple[str, str]:
         if c.network_mode.startswith("container:"):
             c = self.store.container(c.network_mode.split(":", 1)[1])
-        d = self.r.host.container_dir(c.id)
+        d = self.r.host.files_dir(c.id)
         return os.path.join(d, "resolv.conf"), os.path.join(d, "hosts")
 
     def ep_by_ip(self, ip: str) -> tuple[Container, Network, Endpoint] | None:
