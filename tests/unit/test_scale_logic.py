@@ -8,12 +8,15 @@ are handled in parallel, in order under a crash test.
 """
 from __future__ import annotations
 
+import contextlib
+
 import os
 
 import pytest
 
 from nsbridge.engine import runtime
 from nsbridge.engine.host import Host
+from nsbridge.errors import InvalidArgument
 from nsbridge.kernel import failpoint, ns, sysctl
 from nsbridge.model import Container, Endpoint, IpamConfig, Network, new_id, now_iso
 from nsbridge.state.store import Store
@@ -60,9 +63,15 @@ def test_a_name_made_of_hex_digits_is_looked_up_by_index(store):
     was a LIKE over every row (0.22 -> 3.7 ms per run at 5,000 containers)."""
     net = store.test_net
     _fill(store, 0, 20, net)
-    small = _steps(store, lambda: [store.find_container(f"c{i}0") for i in range(10)])
+    def look() -> None:
+        for i in range(10):
+            # (random IDs: two of 2,000 may share the prefix c{i}0, which is Docker's refusal)
+            with contextlib.suppress(InvalidArgument):
+                store.find_container(f"c{i}0")
+
+    small = _steps(store, look)
     _fill(store, 20, 2000, net)
-    big = _steps(store, lambda: [store.find_container(f"c{i}0") for i in range(10)])
+    big = _steps(store, look)
     assert big <= small + 2, (small, big)
 
 
