@@ -1,6 +1,5 @@
 """Start and stop a long-lived helper process of the engine (the cluster
-watcher; the same pattern as the DNS resolvers' dns/supervisor.py, which could
-be built on this): detached in its own session, output to a log file, ready
+watcher and the DNS resolvers, through dns/supervisor.py): detached in its own session, output to a log file, ready
 when it writes "1" to a pipe it is handed as `--ready-fd N`, identified by
 (pid, start time) so that a reused pid is never signalled, its last words (the
 log's last line) quoted when it dies before it is ready.

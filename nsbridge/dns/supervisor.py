@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import subprocess
-import sys
 import time
-from pathlib import Path
 
-from nsbridge import procs
+from nsbridge import procs, supervise
 from nsbridge.dns import embedded
-from nsbridge.errors import KernelError
 from nsbridge.record import record
 
 # Python's start plus a bind in each container served: on a loaded 2-core host with a
@@ -31,13 +27,9 @@ STOP_TIMEOUT = 2.0
 LOG_MAX = 1 << 20
 LAST_LINES = 12
 
-# The directory holding the nsbridge package, so `-m nsbridge.dns.server` imports
-# the same code when the engine runs from a source tree rather than an install.
-_ROOT = str(Path(__file__).resolve().parents[2])
-
-# Popen objects of resolvers this process started, kept so they are reaped when
-# stopped here (and no "still running" warning fires when they are collected).
-_children: dict[int, subprocess.Popen] = {}
+# Resolvers this process started (supervise.spawn's children): reaped when stopped
+# here, and how a dead one ended read from waitpid (last_words).
+_children = supervise._children
 
 
 @record
@@ -48,16 +40,6 @@ class ResolverInfo:
     pid_start: int
     address: str  # where containers reach it: 127.0.0.11 (port 53), in each one's namespace
     log: str
-
-
-def _last_line(path: str) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, os.path.getsize(path) - 4096))
-            lines = [x for x in f.read().decode(errors="replace").splitlines() if x.strip()]
-    except OSError:
-        return ""
-    return lines[-1].strip() if lines else ""
 
 
 def log_path(log_dir: str, network_id: str) -> str:
@@ -75,50 +57,13 @@ def _rotate(log: str) -> None:
 def start(db_path: str, network_id: str, upstream_file: str, log_dir: str) -> ResolverInfo:
     """Spawn the resolver detached and wait until it holds its sockets (in every
     container it serves) and its control socket."""
-    os.makedirs(log_dir, exist_ok=True)
     log = log_path(log_dir, network_id)
+    os.makedirs(log_dir, exist_ok=True)
     _rotate(log)
-    cmd = [sys.executable, "-m", "nsbridge.dns.server", "--db", db_path, "--network-id", network_id,
-           "--upstream-file", upstream_file]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, env.get("PYTHONPATH", "")) if p)
-    r, w = os.pipe()
-    try:
-        with open(log, "ab") as logf:
-            p = subprocess.Popen(cmd + ["--ready-fd", str(w)], stdin=subprocess.DEVNULL, stdout=logf,
-                                 stderr=logf, pass_fds=(w,), start_new_session=True, cwd="/", env=env)
-        os.close(w)
-        w = -1
-        _children[p.pid] = p
-        info = ResolverInfo(p.pid, procs.start_time(p.pid), embedded.ADDRESS, log)
-        ready = False
-        deadline = time.monotonic() + READY_TIMEOUT
-        while not ready:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([r], [], [], left)[0]:
-                break
-            # EOF here means the process closed the pipe without saying ready: it died.
-            ready = os.read(r, 1) == b"1"
-            if not ready:
-                break
-    finally:
-        os.close(r)
-        if w >= 0:
-            os.close(w)
-    if ready and info.pid_start:
-        return info
-    _kill(p)
-    why = _last_line(log) or "no output"
-    raise KernelError(f"DNS resolver for network {network_id[:12]} did not start: {why}")
-
-
-def _kill(p: subprocess.Popen) -> None:
-    try:
-        os.killpg(p.pid, 9)
-    except OSError:
-        pass
-    p.wait()
-    _children.pop(p.pid, None)
+    child = supervise.spawn("nsbridge.dns.server",
+                            ["--db", db_path, "--network-id", network_id, "--upstream-file", upstream_file],
+                            log, f"DNS resolver for network {network_id[:12]}", READY_TIMEOUT)
+    return ResolverInfo(child.pid, child.start, embedded.ADDRESS, log)
 
 
 def stop(info_or_pid_and_start: ResolverInfo | tuple[int, int]) -> None:
